@@ -1,0 +1,60 @@
+"""Request-scoped inputs: the services, the bearer token, and a bounded, parsed JSON body."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import Depends, Request
+
+from rempart.errors import InvalidResource, NotAuthenticated, PayloadTooLarge, RempartError
+from rempart.wiring import Services
+
+
+class UnsupportedMediaType(RempartError):
+    status = 415
+    code = "not-supported"
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise NotAuthenticated("this endpoint needs an 'Authorization: Bearer <token>' header")
+    return token.strip()
+
+
+async def json_body(request: Request) -> object:
+    """The body as JSON, read at most `max_body_bytes` (never trusting Content-Length alone)."""
+    services = get_services(request)
+    limit = services.settings.max_body_bytes
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype not in ("application/fhir+json", "application/json", ""):
+        raise UnsupportedMediaType(f"send application/fhir+json, not {ctype!r}")
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw:
+        raise InvalidResource("the request body is empty; send a JSON resource")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidResource(f"the body is not valid JSON: {exc}") from None
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+TokenDep = Annotated[str, Depends(bearer_token)]
+BodyDep = Annotated[object, Depends(json_body)]

@@ -1,0 +1,84 @@
+"""Where rempart keeps its state, and the few settings a hospital may change.
+
+`--home` (or REMPART_HOME) holds `config.toml`, the key file and, by default, the SQLite database.
+Settings are read once per process; nothing here turns a security control off.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Profile = Literal["production", "demo"]
+
+CONFIG_FILE = "config.toml"
+DEFAULT_HOME = Path("rempart-data")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    # "demo" is set only by `rempart seed`/`rempart demo`; it relaxes nothing in the store, it only
+    # lets later identity rules accept TOTP for administrators, and says so on every admin response.
+    profile: Profile = "production"
+    key_provider: str = "file"
+    key_provider_options: dict[str, str] = field(default_factory=dict)
+    max_body_bytes: int = 8 * 1024 * 1024  # 8 MiB: a large transaction Bundle, not a dump
+    search_default_count: int = 20
+    search_max_count: int = 200
+    access_token_seconds: int = 15 * 60
+    mfa_token_seconds: int = 5 * 60
+
+    @property
+    def key_file(self) -> Path:
+        return self.home / "keys.json"
+
+
+def sqlite_url(home: Path) -> str:
+    return f"sqlite:///{(home / 'rempart.sqlite3').resolve()}"
+
+
+def load_settings(home: Path | None = None, database_url: str | None = None) -> Settings:
+    """Settings from arguments, then environment, then `config.toml` in the home directory."""
+    home = (home or Path(os.environ.get("REMPART_HOME", DEFAULT_HOME))).resolve()
+    data: dict[str, object] = {}
+    path = home / CONFIG_FILE
+    if path.is_file():
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    url = (
+        database_url or os.environ.get("REMPART_DATABASE_URL") or str(data.get("database_url", ""))
+    )
+    profile = str(data.get("profile", "production"))
+    if profile not in ("production", "demo"):
+        raise ValueError(f"{path}: profile must be 'production' or 'demo', not {profile!r}")
+    provider = data.get("key_provider", {})
+    provider_opts = (
+        {str(k): str(v) for k, v in provider.items()} if isinstance(provider, dict) else {}
+    )
+    return Settings(
+        home=home,
+        database_url=url or sqlite_url(home),
+        profile="demo" if profile == "demo" else "production",
+        key_provider=provider_opts.pop("kind", "file"),
+        key_provider_options=provider_opts,
+    )
+
+
+def write_config(settings: Settings) -> None:
+    """Write the profile (and a non-default database URL) so later commands agree with `init`."""
+    lines = [
+        "# rempart configuration; see README.md",
+        f'profile = "{settings.profile}"',
+    ]
+    if settings.database_url != sqlite_url(settings.home):
+        lines.append(f'database_url = "{settings.database_url}"')
+    lines.append("")
+    lines.append("[key_provider]")
+    lines.append(f'kind = "{settings.key_provider}"')
+    lines.extend(f'{k} = "{v}"' for k, v in sorted(settings.key_provider_options.items()))
+    (settings.home / CONFIG_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Loading many resources at once: the synthetic hospital and FHIR files from elsewhere."""

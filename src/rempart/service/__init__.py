@@ -1,0 +1,1 @@
+"""Application services: one function per interaction, reading like the security story."""

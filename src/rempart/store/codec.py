@@ -1,0 +1,64 @@
+"""How a resource version becomes a row: sealed JSON and blind-index digests.
+
+The associated data of each blob is (type, id, version, owner): a blob copied onto another row,
+another version or another patient fails authentication instead of being served.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+
+from rempart.crypto import BlindIndex, IntegrityError, open_sealed, seal
+from rempart.errors import StoredDataTampered
+from rempart.fhir import IndexEntry, extract_index
+
+log = logging.getLogger("rempart.security")
+
+# Index rows per resource are padded to a multiple of this, so the row count does not reveal the
+# length of a name (string prefixes are indexed one row per prefix).
+INDEX_PAD = 16
+
+
+def aad(res_type: str, res_id: str, version: int, owner: str) -> bytes:
+    return f"rempart/resource/{res_type}/{res_id}/{version}/{owner}".encode()
+
+
+def seal_resource(
+    key: bytes, resource: dict[str, Any], res_type: str, res_id: str, version: int, owner: str
+) -> bytes:
+    return seal(key, orjson.dumps(resource), aad(res_type, res_id, version, owner))
+
+
+def open_resource(
+    key: bytes | None, payload: bytes, res_type: str, res_id: str, version: int, owner: str
+) -> bytes:
+    """The version's JSON bytes, or StoredDataTampered: never a partial or unverified record."""
+    if key is None:
+        log.error("no data key for owner of %s/%s (shredded or missing)", res_type, res_id)
+        raise StoredDataTampered(f"{res_type}/{res_id} cannot be decrypted: its data key is gone")
+    try:
+        return open_sealed(key, payload, aad(res_type, res_id, version, owner))
+    except IntegrityError:
+        log.critical(
+            "integrity failure on %s/%s version %d: altered, swapped or wrong key",
+            res_type,
+            res_id,
+            version,
+        )
+        raise StoredDataTampered(
+            f"{res_type}/{res_id} failed its integrity check; the security officer is alerted"
+        ) from None
+
+
+def index_digests(
+    blind: BlindIndex, res_type: str, res_id: str, resource: dict[str, Any]
+) -> list[bytes]:
+    entries: list[IndexEntry] = extract_index(resource)
+    digests = {blind.digest(res_type, e.param, e.token) for e in entries}
+    pad = -len(digests) % INDEX_PAD
+    # Deterministic pads, so an update can recompute and delete exactly the rows it wrote.
+    digests.update(blind.digest(res_type, "_pad", f"{res_id}:{i}") for i in range(pad))
+    return sorted(digests)

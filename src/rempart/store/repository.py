@@ -1,0 +1,316 @@
+"""Create, read, version and update resources; every call carries the policy's Decision.
+
+The decision is checked against the row's plaintext metadata (type, compartment) *before* any
+key is unwrapped or any blob decrypted, so a refused request never touches patient plaintext.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError as DbIntegrityError
+
+from rempart.access.decision import Decision
+from rempart.clock import micros_to_iso, now_micros
+from rempart.crypto import BlindIndex
+from rempart.errors import (
+    Conflict,
+    Forbidden,
+    InvalidResource,
+    ResourceNotFound,
+    UnprocessableResource,
+    VersionConflict,
+)
+from rempart.fhir import patient_compartment
+from rempart.store.codec import index_digests, open_resource, seal_resource
+from rempart.store.keyring import DIRECTORY_OWNER, Keyring
+from rempart.store.tables import resource, resource_version, search_index
+
+ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A version as served: its JSON bytes and the metadata for ETag / Location headers."""
+
+    res_type: str
+    res_id: str
+    version: int
+    last_updated: int
+    body: bytes
+
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = orjson.loads(self.body)
+        return parsed
+
+
+def owner_of(compartment: str | None) -> str:
+    return compartment or DIRECTORY_OWNER
+
+
+def refused(decision: Decision, res_type: str, res_id: str) -> Forbidden:
+    # One message for "not yours" and "does not exist", so a refusal says nothing about existence.
+    del decision
+    return Forbidden(f"access to {res_type}/{res_id} is not permitted")
+
+
+class ResourceStore:
+    def __init__(self, engine: Engine, keyring: Keyring, blind: BlindIndex) -> None:
+        self.engine = engine
+        self.keyring = keyring
+        self.blind = blind
+
+    # ---- reads -------------------------------------------------------------------------------
+
+    def read(self, decision: Decision, res_type: str, res_id: str) -> Stored:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    resource.c.version,
+                    resource.c.compartment,
+                    resource.c.last_updated,
+                    resource_version.c.payload,
+                )
+                .select_from(
+                    resource.join(
+                        resource_version,
+                        and_(
+                            resource_version.c.res_type == resource.c.res_type,
+                            resource_version.c.res_id == resource.c.res_id,
+                            resource_version.c.version == resource.c.version,
+                        ),
+                    )
+                )
+                .where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+            ).first()
+            if row is None:
+                if decision.restricted or res_type not in decision.read_types:
+                    raise refused(decision, res_type, res_id)
+                raise ResourceNotFound(f"{res_type}/{res_id} is not known")
+            if not decision.may_read(res_type, row.compartment):
+                raise refused(decision, res_type, res_id)
+            owner = owner_of(row.compartment)
+            key = self.keyring.key_for(conn, owner, create=False)
+        body = open_resource(key, row.payload, res_type, res_id, row.version, owner)
+        return Stored(res_type, res_id, row.version, row.last_updated, body)
+
+    def vread(self, decision: Decision, res_type: str, res_id: str, version: int) -> Stored:
+        return self._versions(decision, res_type, res_id, only=version)[0]
+
+    def history(self, decision: Decision, res_type: str, res_id: str) -> list[Stored]:
+        return self._versions(decision, res_type, res_id, only=None)
+
+    def _versions(
+        self, decision: Decision, res_type: str, res_id: str, *, only: int | None
+    ) -> list[Stored]:
+        with self.engine.connect() as conn:
+            current = conn.execute(
+                select(resource.c.compartment).where(
+                    resource.c.res_type == res_type, resource.c.res_id == res_id
+                )
+            ).first()
+            if current is None:
+                if decision.restricted or res_type not in decision.read_types:
+                    raise refused(decision, res_type, res_id)
+                raise ResourceNotFound(f"{res_type}/{res_id} is not known")
+            if not decision.may_read(res_type, current.compartment):
+                raise refused(decision, res_type, res_id)
+            query = select(
+                resource_version.c.version,
+                resource_version.c.owner,
+                resource_version.c.last_updated,
+                resource_version.c.payload,
+            ).where(resource_version.c.res_type == res_type, resource_version.c.res_id == res_id)
+            if only is not None:
+                query = query.where(resource_version.c.version == only)
+            rows = conn.execute(query.order_by(resource_version.c.version.desc())).all()
+            if not rows:
+                raise ResourceNotFound(f"{res_type}/{res_id} has no version {only}")
+            keys = self.keyring.keys_for(conn, {r.owner for r in rows})
+        return [
+            Stored(
+                res_type,
+                res_id,
+                r.version,
+                r.last_updated,
+                open_resource(keys.get(r.owner), r.payload, res_type, res_id, r.version, r.owner),
+            )
+            for r in rows
+        ]
+
+    def exists(self, conn: Connection, res_type: str, res_id: str) -> bool:
+        return (
+            conn.execute(
+                select(resource.c.version).where(
+                    resource.c.res_type == res_type, resource.c.res_id == res_id
+                )
+            ).first()
+            is not None
+        )
+
+    # ---- writes ------------------------------------------------------------------------------
+
+    def create(self, decision: Decision, body: dict[str, Any]) -> Stored:
+        with self.engine.begin() as conn:
+            return self.create_in(conn, decision, body, res_id=str(uuid.uuid4()))
+
+    def update(
+        self,
+        decision: Decision,
+        res_type: str,
+        res_id: str,
+        body: dict[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> tuple[Stored, bool]:
+        try:
+            with self.engine.begin() as conn:
+                return self.update_in(conn, decision, res_type, res_id, body, if_match=if_match)
+        except DbIntegrityError:
+            # Another writer inserted the same (type, id, version) first.
+            raise Conflict(f"{res_type}/{res_id} was changed concurrently; retry") from None
+
+    def create_in(
+        self, conn: Connection, decision: Decision, body: dict[str, Any], *, res_id: str
+    ) -> Stored:
+        res_type = str(body["resourceType"])
+        body["id"] = res_id
+        compartment = patient_compartment(body)
+        if not decision.may_write(res_type, compartment):
+            raise Forbidden(f"creating {res_type} for this patient is not permitted")
+        return self._write(conn, res_type, res_id, body, version=1, compartment=compartment)
+
+    def update_in(
+        self,
+        conn: Connection,
+        decision: Decision,
+        res_type: str,
+        res_id: str,
+        body: dict[str, Any],
+        *,
+        if_match: int | None = None,
+    ) -> tuple[Stored, bool]:
+        if body.get("id") != res_id:
+            raise InvalidResource(
+                f"the resource id ({body.get('id')!r}) must equal the id in the URL ({res_id!r})",
+                expression=f"{res_type}.id",
+            )
+        if not ID_PATTERN.fullmatch(res_id):
+            raise InvalidResource("ids are 1 to 64 letters, digits, '-' or '.'")
+        current = self._current_for_update(conn, res_type, res_id)
+        compartment = patient_compartment(body)
+        if current is None:
+            if if_match is not None:
+                raise VersionConflict(f"{res_type}/{res_id} does not exist; If-Match cannot hold")
+            if not decision.may_write(res_type, compartment):
+                raise refused(decision, res_type, res_id)
+            stored = self._write(conn, res_type, res_id, body, version=1, compartment=compartment)
+            return stored, True
+        version, old_compartment = current
+        if not decision.may_write(res_type, old_compartment) or not decision.may_write(
+            res_type, compartment
+        ):
+            raise refused(decision, res_type, res_id)
+        if if_match is not None and if_match != version:
+            raise VersionConflict(
+                f"{res_type}/{res_id} is at version {version}, not {if_match}; reload and retry"
+            )
+        if compartment != old_compartment:
+            # The data key is the patient's: moving a record to another patient is a new record.
+            raise UnprocessableResource(
+                "a resource cannot be moved to another patient; create a new one instead"
+            )
+        self._drop_index(conn, res_type, res_id, version, owner_of(compartment))
+        stored = self._write(
+            conn, res_type, res_id, body, version=version + 1, compartment=compartment
+        )
+        return stored, False
+
+    def _current_for_update(
+        self, conn: Connection, res_type: str, res_id: str
+    ) -> tuple[int, str | None] | None:
+        query = select(resource.c.version, resource.c.compartment).where(
+            resource.c.res_type == res_type, resource.c.res_id == res_id
+        )
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        return None if row is None else (row.version, row.compartment)
+
+    def _drop_index(
+        self, conn: Connection, res_type: str, res_id: str, version: int, owner: str
+    ) -> None:
+        payload = conn.execute(
+            select(resource_version.c.payload).where(
+                resource_version.c.res_type == res_type,
+                resource_version.c.res_id == res_id,
+                resource_version.c.version == version,
+            )
+        ).scalar_one()
+        key = self.keyring.key_for(conn, owner, create=False)
+        old = orjson.loads(open_resource(key, payload, res_type, res_id, version, owner))
+        digests = index_digests(self.blind, res_type, res_id, old)
+        conn.execute(
+            delete(search_index).where(
+                search_index.c.res_type == res_type,
+                search_index.c.res_id == res_id,
+                search_index.c.digest.in_(digests),
+            )
+        )
+
+    def _write(
+        self,
+        conn: Connection,
+        res_type: str,
+        res_id: str,
+        body: dict[str, Any],
+        *,
+        version: int,
+        compartment: str | None,
+    ) -> Stored:
+        now = now_micros()
+        meta = dict(body.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = micros_to_iso(now)
+        body["meta"] = meta
+        owner = owner_of(compartment)
+        key = self.keyring.key_for(conn, owner, create=True)
+        if key is None:  # pragma: no cover - create=True always yields a key
+            raise RuntimeError("data key missing")
+        conn.execute(
+            insert(resource_version).values(
+                res_type=res_type,
+                res_id=res_id,
+                version=version,
+                owner=owner,
+                last_updated=now,
+                payload=seal_resource(key, body, res_type, res_id, version, owner),
+            )
+        )
+        if version == 1:
+            conn.execute(
+                insert(resource).values(
+                    res_type=res_type,
+                    res_id=res_id,
+                    version=1,
+                    compartment=compartment,
+                    last_updated=now,
+                )
+            )
+        else:
+            conn.execute(
+                update(resource)
+                .where(resource.c.res_type == res_type, resource.c.res_id == res_id)
+                .values(version=version, last_updated=now)
+            )
+        digests = index_digests(self.blind, res_type, res_id, body)
+        conn.execute(
+            insert(search_index),
+            [{"res_type": res_type, "digest": d, "res_id": res_id} for d in digests],
+        )
+        return Stored(res_type, res_id, version, now, orjson.dumps(body))

@@ -1,0 +1,135 @@
+"""Search over blind indexes: the query's tokens are HMAC'd and matched as opaque digests.
+
+Clauses narrow candidates in SQL; the policy's patient scope is applied in the same query, so
+`total` only ever counts what the caller may see. Exact post-filters (date ranges, which the
+index only approximates by year buckets) run on decrypted candidates, bounded in number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
+
+from rempart.access.decision import Decision
+from rempart.clock import datetime_to_micros
+from rempart.errors import Forbidden, InvalidSearch
+from rempart.fhir import SearchQuery
+from rempart.store.codec import open_resource
+from rempart.store.repository import ResourceStore, Stored, owner_of
+from rempart.store.tables import resource, resource_version, search_index
+
+# A post-filtered search decrypts its candidates; past this many it must be narrowed instead of
+# letting one request decrypt a hospital.
+MAX_POST_FILTER_CANDIDATES = 20_000
+
+_OPS = {
+    "eq": lambda c, v: c == v,
+    "ne": lambda c, v: c != v,
+    "gt": lambda c, v: c > v,
+    "ge": lambda c, v: c >= v,
+    "lt": lambda c, v: c < v,
+    "le": lambda c, v: c <= v,
+}
+
+
+def search(
+    store: ResourceStore,
+    decision: Decision,
+    query: SearchQuery,
+    *,
+    conn: Connection | None = None,
+) -> tuple[list[Stored], int]:
+    """The page of matches the decision permits, and how many there are in all."""
+    if conn is None:
+        with store.engine.connect() as own:
+            return search(store, decision, query, conn=own)
+    res_type = query.resource_type
+    if res_type not in decision.read_types:
+        raise Forbidden(f"searching {res_type} is not permitted")
+    conds = _conditions(store, decision, query)
+    joined = resource.join(
+        resource_version,
+        and_(
+            resource_version.c.res_type == resource.c.res_type,
+            resource_version.c.res_id == resource.c.res_id,
+            resource_version.c.version == resource.c.version,
+        ),
+    )
+    cols = (
+        resource.c.res_id,
+        resource.c.version,
+        resource.c.compartment,
+        resource.c.last_updated,
+        resource_version.c.payload,
+    )
+    if not query.post_filters:
+        total = conn.execute(select(func.count()).select_from(resource).where(*conds)).scalar_one()
+        page = conn.execute(
+            select(*cols)
+            .select_from(joined)
+            .where(*conds)
+            .order_by(resource.c.res_id)
+            .limit(query.count)
+            .offset(query.offset)
+        ).all()
+        return _open_rows(store, conn, res_type, page), int(total)
+    candidates = conn.execute(
+        select(*cols)
+        .select_from(joined)
+        .where(*conds)
+        .order_by(resource.c.res_id)
+        .limit(MAX_POST_FILTER_CANDIDATES + 1)
+    ).all()
+    if len(candidates) > MAX_POST_FILTER_CANDIDATES:
+        raise InvalidSearch(
+            "this search matches too many records to filter by date; add a patient, code "
+            "or a narrower date"
+        )
+    opened = _open_rows(store, conn, res_type, candidates)
+    matched = [s for s in opened if _passes(query, s.json())]
+    return matched[query.offset : query.offset + query.count], len(matched)
+
+
+def _passes(query: SearchQuery, body: dict[str, Any]) -> bool:
+    return all(f(body) for f in query.post_filters)
+
+
+def _conditions(
+    store: ResourceStore, decision: Decision, query: SearchQuery
+) -> list[ColumnElement[bool]]:
+    res_type = query.resource_type
+    conds: list[ColumnElement[bool]] = [resource.c.res_type == res_type]
+    for clause in query.clauses:
+        digests = store.blind.digest_many(res_type, clause.param, clause.any_of)
+        conds.append(resource.c.res_id.in_(_matching(res_type, digests)))
+    if query.ids is not None:
+        conds.append(resource.c.res_id.in_(query.ids))
+    for op, when in query.last_updated:
+        conds.append(_OPS[op](resource.c.last_updated, datetime_to_micros(when)))
+    if decision.patients is not None:
+        # Directory resources have no compartment; patient data only within the decision.
+        conds.append(
+            or_(resource.c.compartment.is_(None), resource.c.compartment.in_(decision.patients))
+        )
+    return conds
+
+
+def _matching(res_type: str, digests: list[bytes]) -> Select[tuple[str]]:
+    return select(search_index.c.res_id).where(
+        search_index.c.res_type == res_type, search_index.c.digest.in_(digests)
+    )
+
+
+def _open_rows(
+    store: ResourceStore, conn: Connection, res_type: str, rows: Sequence[Any]
+) -> list[Stored]:
+    owners = {owner_of(r.compartment) for r in rows}
+    keys = store.keyring.keys_for(conn, owners)
+    out = []
+    for r in rows:
+        owner = owner_of(r.compartment)
+        body = open_resource(keys.get(owner), r.payload, res_type, r.res_id, r.version, owner)
+        out.append(Stored(res_type, r.res_id, r.version, r.last_updated, body))
+    return out

@@ -1,0 +1,74 @@
+"""Everything a process needs, built in one place from Settings (the CLI and the API share it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from rempart.config import Settings
+from rempart.crypto import BlindIndex, KeyProvider, load_key_provider
+from rempart.identity.service import IdentityService
+from rempart.service.bundles import BundleService
+from rempart.service.records import RecordService
+from rempart.store.db import make_engine
+from rempart.store.keyring import DIRECTORY_OWNER, SEARCH_OWNER, Keyring
+from rempart.store.migrate import is_current
+from rempart.store.repository import ResourceStore
+
+
+class NotInitialised(RuntimeError):
+    """The database schema is missing or older than this code: run `rempart init`."""
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    provider: KeyProvider
+    keyring: Keyring
+    store: ResourceStore
+    identity: IdentityService
+    records: RecordService
+    bundles: BundleService
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_provider(settings: Settings) -> KeyProvider:
+    """The key provider, checked: a missing or unreadable key stops the process here."""
+    provider = load_key_provider(
+        settings.key_provider, settings.home, **settings.key_provider_options
+    )
+    provider.check()
+    return provider
+
+
+def open_services(settings: Settings, *, pool_size: int = 10) -> Services:
+    provider = open_provider(settings)
+    engine = make_engine(settings.database_url, pool_size=pool_size)
+    if not is_current(engine):
+        engine.dispose()
+        raise NotInitialised(
+            f"the database at {settings.database_url} is not initialised or not up to date; "
+            "run `rempart init` first"
+        )
+    keyring = Keyring(engine, provider)
+    store = ResourceStore(engine, keyring, BlindIndex(keyring.ensure(SEARCH_OWNER)))
+    return Services(
+        settings=settings,
+        engine=engine,
+        provider=provider,
+        keyring=keyring,
+        store=store,
+        identity=IdentityService(
+            engine, keyring.ensure(DIRECTORY_OWNER), mfa_seconds=settings.mfa_token_seconds
+        ),
+        records=RecordService(
+            store,
+            default_count=settings.search_default_count,
+            max_count=settings.search_max_count,
+        ),
+        bundles=BundleService(store),
+    )
