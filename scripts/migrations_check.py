@@ -18,7 +18,7 @@ PG_ADMIN = os.environ.get("REMPART_TEST_PG_ADMIN", "postgresql://postgres@127.0.
 
 def alembic(url: str) -> None:
     env = {**os.environ, "REMPART_DATABASE_URL": url}
-    for args in (["upgrade", "head"], ["check"]):
+    for args in (["upgrade", "heads"], ["check"]):
         subprocess.run([sys.executable, "-m", "alembic", *args], cwd=ROOT, env=env, check=True)
 
 

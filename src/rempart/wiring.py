@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from rempart.access.pdp import Policy
 from rempart.config import Settings
 from rempart.crypto import BlindIndex, KeyProvider, load_key_provider
 from rempart.identity.service import IdentityService
@@ -29,6 +30,7 @@ class Services:
     keyring: Keyring
     store: ResourceStore
     identity: IdentityService
+    policy: Policy
     records: RecordService
     bundles: BundleService
 
@@ -56,6 +58,7 @@ def open_services(settings: Settings, *, pool_size: int = 10) -> Services:
         )
     keyring = Keyring(engine, provider)
     store = ResourceStore(engine, keyring, BlindIndex(keyring.ensure(SEARCH_OWNER)))
+    policy = Policy()
     return Services(
         settings=settings,
         engine=engine,
@@ -65,10 +68,12 @@ def open_services(settings: Settings, *, pool_size: int = 10) -> Services:
         identity=IdentityService(
             engine, keyring.ensure(DIRECTORY_OWNER), mfa_seconds=settings.mfa_token_seconds
         ),
+        policy=policy,
         records=RecordService(
             store,
+            policy,
             default_count=settings.search_default_count,
             max_count=settings.search_max_count,
         ),
-        bundles=BundleService(store),
+        bundles=BundleService(store, policy),
     )

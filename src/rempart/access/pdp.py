@@ -20,6 +20,14 @@ class Principal:
     session_id: str | None = None
 
 
+class Policy:
+    """The policy decision point as the services hold it. It will need the database (care
+    relationships, break-the-glass grants), so it is an object built once in `wiring.py`."""
+
+    def decide(self, principal: Principal) -> Decision:
+        return decide(principal)
+
+
 def decide(principal: Principal) -> Decision:
     """The decision for a request by `principal`; narrowed further by the store per resource."""
     role = principal.role

@@ -7,6 +7,7 @@ from typing import Annotated
 import orjson
 from fastapi import Depends, Request
 
+from rempart.context import RequestContext
 from rempart.errors import InvalidResource, NotAuthenticated, PayloadTooLarge, RempartError
 from rempart.wiring import Services
 
@@ -19,6 +20,12 @@ class UnsupportedMediaType(RempartError):
 def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
+
+
+def request_context(request: Request) -> RequestContext:
+    # The direct peer; a deployment behind a proxy configures uvicorn's --forwarded-allow-ips.
+    client = request.client.host if request.client else "unknown"
+    return RequestContext(ip=client, user_agent=request.headers.get("user-agent", "")[:256])
 
 
 def bearer_token(request: Request) -> str:
@@ -58,3 +65,4 @@ async def json_body(request: Request) -> object:
 ServicesDep = Annotated[Services, Depends(get_services)]
 TokenDep = Annotated[str, Depends(bearer_token)]
 BodyDep = Annotated[object, Depends(json_body)]
+ContextDep = Annotated[RequestContext, Depends(request_context)]

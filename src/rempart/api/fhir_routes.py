@@ -10,9 +10,10 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from rempart.api.deps import BodyDep, ServicesDep, TokenDep
+from rempart.api.deps import BodyDep, ContextDep, ServicesDep, TokenDep
 from rempart.api.responses import fhir_response
 from rempart.clock import micros_to_iso
+from rempart.context import RequestContext
 from rempart.errors import InvalidResource
 from rempart.fhir import HistoryEntry, capability_statement, history_bundle
 from rempart.store.repository import Stored
@@ -51,44 +52,53 @@ async def metadata(request: Request) -> Response:
 
 @router.post("")
 async def transaction(
-    request: Request, svc: ServicesDep, token: TokenDep, body: BodyDep
+    request: Request, svc: ServicesDep, ctx: ContextDep, token: TokenDep, body: BodyDep
 ) -> Response:
     def run() -> dict[str, object]:
-        return svc.bundles.process(svc.identity.authenticate(token), body)
+        return svc.bundles.process(svc.identity.authenticate(token), ctx, body)
 
     return fhir_response(await run_in_threadpool(run))
 
 
 @router.get("/{res_type}")
-async def search(request: Request, res_type: str, svc: ServicesDep, token: TokenDep) -> Response:
+async def search(
+    request: Request, res_type: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
+) -> Response:
     params = list(request.query_params.multi_items())
     base = base_url(request)
 
     def run() -> dict[str, object]:
-        return svc.records.search(svc.identity.authenticate(token), res_type, params, base)
+        return svc.records.search(svc.identity.authenticate(token), ctx, res_type, params, base)
 
     return fhir_response(await run_in_threadpool(run))
 
 
 @router.post("/{res_type}")
 async def create(
-    request: Request, res_type: str, svc: ServicesDep, token: TokenDep, body: BodyDep
+    request: Request,
+    res_type: str,
+    svc: ServicesDep,
+    ctx: ContextDep,
+    token: TokenDep,
+    body: BodyDep,
 ) -> Response:
     def run() -> Stored:
-        return svc.records.create(svc.identity.authenticate(token), res_type, body)
+        return svc.records.create(svc.identity.authenticate(token), ctx, res_type, body)
 
     stored = await run_in_threadpool(run)
     return fhir_response(stored.body, 201, _headers(stored, base_url(request)))
 
 
 @router.get("/{res_type}/{res_id}")
-async def read(res_type: str, res_id: str, svc: ServicesDep, token: TokenDep) -> Response:
-    stored = await run_in_threadpool(_read, svc, token, res_type, res_id)
+async def read(
+    res_type: str, res_id: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
+) -> Response:
+    stored = await run_in_threadpool(_read, svc, ctx, token, res_type, res_id)
     return fhir_response(stored.body, 200, _headers(stored))
 
 
-def _read(svc: Services, token: str, res_type: str, res_id: str) -> Stored:
-    return svc.records.read(svc.identity.authenticate(token), res_type, res_id)
+def _read(svc: Services, ctx: RequestContext, token: str, res_type: str, res_id: str) -> Stored:
+    return svc.records.read(svc.identity.authenticate(token), ctx, res_type, res_id)
 
 
 @router.put("/{res_type}/{res_id}")
@@ -97,6 +107,7 @@ async def update(
     res_type: str,
     res_id: str,
     svc: ServicesDep,
+    ctx: ContextDep,
     token: TokenDep,
     body: BodyDep,
     if_match: Annotated[str | None, Header()] = None,
@@ -105,7 +116,7 @@ async def update(
 
     def run() -> tuple[Stored, bool]:
         who = svc.identity.authenticate(token)
-        return svc.records.update(who, res_type, res_id, body, expected)
+        return svc.records.update(who, ctx, res_type, res_id, body, expected)
 
     stored, created = await run_in_threadpool(run)
     return fhir_response(stored.body, 201 if created else 200, _headers(stored, base_url(request)))
@@ -113,10 +124,10 @@ async def update(
 
 @router.get("/{res_type}/{res_id}/_history")
 async def history(
-    request: Request, res_type: str, res_id: str, svc: ServicesDep, token: TokenDep
+    request: Request, res_type: str, res_id: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
 ) -> Response:
     def run() -> list[Stored]:
-        return svc.records.history(svc.identity.authenticate(token), res_type, res_id)
+        return svc.records.history(svc.identity.authenticate(token), ctx, res_type, res_id)
 
     versions = await run_in_threadpool(run)
     entries = [
@@ -135,10 +146,10 @@ async def history(
 
 @router.get("/{res_type}/{res_id}/_history/{version}")
 async def vread(
-    res_type: str, res_id: str, version: str, svc: ServicesDep, token: TokenDep
+    res_type: str, res_id: str, version: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
 ) -> Response:
     def run() -> Stored:
-        return svc.records.vread(svc.identity.authenticate(token), res_type, res_id, version)
+        return svc.records.vread(svc.identity.authenticate(token), ctx, res_type, res_id, version)
 
     stored = await run_in_threadpool(run)
     return fhir_response(stored.body, 200, _headers(stored))

@@ -17,8 +17,9 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from rempart.access.decision import Decision
-from rempart.access.pdp import Principal, decide
+from rempart.access.pdp import Policy, Principal
 from rempart.clock import micros_to_iso
+from rempart.context import RequestContext
 from rempart.errors import Conflict, InvalidResource, RempartError, VersionConflict
 from rempart.fhir import SUPPORTED_TYPES, operation_outcome, parse_search, validate
 from rempart.store.references import Resolver
@@ -30,10 +31,11 @@ _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
 
 
 class BundleService:
-    def __init__(self, store: ResourceStore) -> None:
+    def __init__(self, store: ResourceStore, policy: Policy) -> None:
         self.store = store
+        self.policy = policy
 
-    def process(self, who: Principal, body: object) -> dict[str, Any]:
+    def process(self, who: Principal, ctx: RequestContext, body: object) -> dict[str, Any]:
         if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
             raise InvalidResource("POST /fhir takes a Bundle of type transaction or batch")
         kind = body.get("type")
@@ -46,7 +48,7 @@ class BundleService:
             raise InvalidResource("Bundle.entry must be a list", expression="Bundle.entry")
         if len(entries) > MAX_ENTRIES:
             raise InvalidResource(f"a Bundle may hold at most {MAX_ENTRIES} entries")
-        decision = decide(who)
+        decision = self.policy.decide(who)
         if kind == "transaction":
             return self._transaction(decision, [_plan(i, e) for i, e in enumerate(entries)])
         return self._batch(decision, entries)
