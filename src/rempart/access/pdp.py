@@ -18,6 +18,8 @@ class Principal:
     practitioner: str | None  # "Practitioner/<id>"
     patient: str | None  # "Patient/<id>"
     session_id: str | None = None
+    # When this session last passed a second factor (microseconds, UTC): step-up checks use it.
+    factor_at: int = 0
 
 
 class Policy:

@@ -189,6 +189,7 @@ class IdentityService:
                     session.c.expires,
                     session.c.last_seen,
                     session.c.revoked,
+                    session.c.created,
                     account.c.id,
                     account.c.username,
                     account.c.role,
@@ -216,6 +217,7 @@ class IdentityService:
             practitioner=row.practitioner,
             patient=row.patient,
             session_id=row.session_id,
+            factor_at=row.created,
         )
 
     def logout(self, token: str) -> None:
