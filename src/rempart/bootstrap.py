@@ -11,7 +11,8 @@ import uvicorn
 from rich.console import Console
 
 from rempart.config import CONFIG_FILE, Profile, Settings, load_settings, write_config
-from rempart.crypto import CryptoError, FileKeyProvider
+from rempart.crypto import CryptoError
+from rempart.crypto.providers import provision_key_provider
 from rempart.store.db import make_engine
 from rempart.store.migrate import upgrade
 from rempart.wiring import NotInitialised, Services, open_services
@@ -23,8 +24,8 @@ def initialise(settings: Settings, *, profile: Profile | None = None) -> bool:
     """Create what is missing (home, key file, config, schema); returns True if the home was new."""
     created = not settings.home.exists()
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if settings.key_provider == "file" and not settings.key_file.exists():
-        FileKeyProvider.create(settings.key_file)
+    # The key file, or the first KEK on the HSM token (its PIN from pin_env / pin_file).
+    provision_key_provider(settings.key_provider, settings.home, **settings.key_provider_options)
     config_path = settings.home / CONFIG_FILE
     if not config_path.exists() or (profile is not None and profile != settings.profile):
         write_config(replace(settings, profile=profile or settings.profile))

@@ -12,6 +12,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from rempart.cli_access import access_app
+from rempart.cli_audit import audit_app, breach_report
+from rempart.cli_identity import identity_app
+from rempart.cli_keys import (
+    LibraryOpt,
+    PinEnvOpt,
+    PinFileOpt,
+    PrefixOpt,
+    ProviderOpt,
+    TokenOpt,
+    choose_key_provider,
+    keys_app,
+)
 from rempart.config import Settings, load_settings
 from rempart.crypto import CryptoError
 
@@ -20,6 +33,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(identity_app, name="identity")
+app.add_typer(access_app, name="access")
+app.command("breach-report")(breach_report)
 err = Console(stderr=True, soft_wrap=True)  # messages carry paths: never wrap them
 
 HomeOpt = Annotated[
@@ -63,12 +81,28 @@ def _progress() -> Progress:
 
 
 @app.command()
-def init(ctx: typer.Context) -> None:
-    """Create the data directory, the key file and the schema. Safe to run again."""
+def init(
+    ctx: typer.Context,
+    key_provider: ProviderOpt = None,
+    pkcs11_library: LibraryOpt = None,
+    pkcs11_token: TokenOpt = None,
+    pkcs11_pin_env: PinEnvOpt = None,
+    pkcs11_pin_file: PinFileOpt = None,
+    pkcs11_key_prefix: PrefixOpt = None,
+) -> None:
+    """Create the data directory, the key file (or HSM key) and the schema. Safe to run again."""
     from rempart.bootstrap import initialise
 
-    settings = _settings(ctx)
     try:
+        settings = choose_key_provider(
+            _settings(ctx),
+            key_provider,
+            library=pkcs11_library,
+            token=pkcs11_token,
+            pin_env=pkcs11_pin_env,
+            pin_file=pkcs11_pin_file,
+            key_prefix=pkcs11_key_prefix,
+        )
         created = initialise(settings)
     except (CryptoError, OSError, ValueError) as exc:
         raise _fail(str(exc)) from None
@@ -131,6 +165,9 @@ def import_(
         with _progress() as bar:
             task = bar.add_task("importing resources", total=len(items))
             summary = import_items(services.store, items, progress=lambda n: bar.advance(task, n))
+        from rempart.cli_audit import record_operator_action
+
+        record_operator_action(services, "import", f"{len(files)} files: {summary.as_json()}")
     finally:
         services.close()
     sys.stdout.write(json.dumps(summary.as_json(), ensure_ascii=False, indent=2) + "\n")

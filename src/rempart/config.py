@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from rempart.identity.settings import IdentityConfig, parse_identity
+
 Profile = Literal["production", "demo"]
 
 CONFIG_FILE = "config.toml"
@@ -32,6 +34,9 @@ class Settings:
     search_max_count: int = 200
     access_token_seconds: int = 15 * 60
     mfa_token_seconds: int = 5 * 60
+    # Argon2id cost, session lifetimes per role, factor policy per role, sign-in throttling,
+    # WebAuthn relying party, OpenID Connect providers: `[identity]` (rempart.identity.settings).
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
 
     @property
     def key_file(self) -> Path:
@@ -60,12 +65,15 @@ def load_settings(home: Path | None = None, database_url: str | None = None) -> 
     provider_opts = (
         {str(k): str(v) for k, v in provider.items()} if isinstance(provider, dict) else {}
     )
+    identity_data = data.get("identity", {})
+    identity = parse_identity(identity_data if isinstance(identity_data, dict) else {})
     return Settings(
         home=home,
         database_url=url or sqlite_url(home),
         profile="demo" if profile == "demo" else "production",
         key_provider=provider_opts.pop("kind", "file"),
         key_provider_options=provider_opts,
+        identity=identity,
     )
 
 

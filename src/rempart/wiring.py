@@ -6,7 +6,11 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from rempart.access.execute import Env as AccessEnv
 from rempart.access.pdp import Policy
+from rempart.access.service import AccessService
+from rempart.audit.factory import open_audit
+from rempart.audit.log import AuditLog
 from rempart.config import Settings
 from rempart.crypto import BlindIndex, KeyProvider, load_key_provider
 from rempart.identity.service import IdentityService
@@ -29,13 +33,19 @@ class Services:
     provider: KeyProvider
     keyring: Keyring
     store: ResourceStore
+    audit: AuditLog  # the AuditSink every package records through (issue #5)
     identity: IdentityService
     policy: Policy
     records: RecordService
     bundles: BundleService
+    access: AccessService  # break-the-glass, four-eyes requests, exports (issue #4)
 
     def close(self) -> None:
+        self.audit.close()  # flushes and signs a final tree head
         self.engine.dispose()
+        close = getattr(self.provider, "close", None)  # PKCS#11: release this process's login
+        if close is not None:
+            close()
 
 
 def open_provider(settings: Settings) -> KeyProvider:
@@ -58,22 +68,34 @@ def open_services(settings: Settings, *, pool_size: int = 10) -> Services:
         )
     keyring = Keyring(engine, provider)
     store = ResourceStore(engine, keyring, BlindIndex(keyring.ensure(SEARCH_OWNER)))
-    policy = Policy()
+    policy = Policy(engine)
+    audit = open_audit(settings, engine, provider, keyring.ensure(DIRECTORY_OWNER))
+    identity = IdentityService(
+        engine,
+        keyring.ensure(DIRECTORY_OWNER),
+        audit=audit,
+        config=settings.identity,
+        profile=settings.profile,
+    )
+    access_env = AccessEnv(
+        engine, identity, store, keyring, keyring.ensure(DIRECTORY_OWNER), policy.settings, audit
+    )
     return Services(
         settings=settings,
         engine=engine,
         provider=provider,
         keyring=keyring,
         store=store,
-        identity=IdentityService(
-            engine, keyring.ensure(DIRECTORY_OWNER), mfa_seconds=settings.mfa_token_seconds
-        ),
+        audit=audit,
+        identity=identity,
         policy=policy,
         records=RecordService(
             store,
             policy,
+            audit,
             default_count=settings.search_default_count,
             max_count=settings.search_max_count,
         ),
-        bundles=BundleService(store, policy),
+        bundles=BundleService(store, policy, audit),
+        access=AccessService(access_env, audit),
     )

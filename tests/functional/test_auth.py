@@ -107,3 +107,10 @@ def test_malformed_login_bodies_get_a_clean_400(hospital: Hospital) -> None:
     for response in cases:
         assert response.status_code == 400, response.text
         assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_demo_profile_says_so_on_every_admin_response(hospital: Hospital) -> None:
+    response = hospital.client.get("/fhir/Organization", headers=hospital.headers("admin"))
+    assert response.status_code == 200
+    assert "demo profile" in response.headers["rempart-demo-mode"]
+    assert "TOTP" in response.headers["rempart-demo-mode"]

@@ -99,7 +99,8 @@ def test_failed_transaction_stores_nothing(hospital: Hospital) -> None:
         ]
     )
     response = hospital.client.post("/fhir", json=bundle, headers=h(hospital))
-    assert response.status_code == 422, response.text
+    # 403, not 422: an unknown patient must look like another clinician's patient (issue #4).
+    assert response.status_code == 403, response.text
     assert "entry 1" in response.json()["issue"][0]["diagnostics"]
     assert count(hospital, "Patient", family=marker) == 0
 

@@ -92,9 +92,12 @@ def test_update_changes_what_search_finds(hospital: Hospital) -> None:
 
 def test_search_pages_with_total_and_next_links(hospital: Hospital) -> None:
     client = hospital.client
+    # A clinician searches their own patients (issue #4): the records they registered count.
+    for n in range(15):
+        create(hospital, new_patient(family=f"Pagination{n}"))
     first = client.get("/fhir/Patient", params={"_count": 7}, headers=clinician(hospital)).json()
     assert first["type"] == "searchset"
-    assert first["total"] >= 40
+    assert first["total"] >= 15
     assert len(first["entry"]) == 7
     seen = [e["resource"]["id"] for e in first["entry"]]
     link = {item["relation"]: item["url"] for item in first["link"]}
@@ -114,6 +117,23 @@ def test_count_is_capped(hospital: Hospital) -> None:
 
 def test_clinical_search_by_patient_code_and_date(hospital: Hospital) -> None:
     client = hospital.client
+    # Encounters of a patient this clinician registered (so within their care relationships).
+    own = create(hospital, new_patient(family="Datesearch"))["id"]
+    for start, end in (("2024-03-02T09:00:00Z", "2024-03-02T09:30:00Z"), ("2025-06-01", None)):
+        period = {"start": start, **({"end": end} if end else {})}
+        create(
+            hospital,
+            {
+                "resourceType": "Encounter",
+                "status": "finished" if end else "in-progress",
+                "class": {
+                    "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                    "code": "AMB",
+                },
+                "subject": {"reference": f"Patient/{own}"},
+                "period": period,
+            },
+        )
     patients = client.get(
         "/fhir/Patient", params={"_count": 50}, headers=clinician(hospital)
     ).json()
@@ -140,9 +160,10 @@ def test_clinical_search_by_patient_code_and_date(hospital: Hospital) -> None:
         assert end[:10] >= start
 
 
-def test_read_of_unknown_resource_is_404(hospital: Hospital) -> None:
+def test_read_of_unknown_resource_is_refused_like_another_patients(hospital: Hospital) -> None:
+    # Issue #4: to a caller restricted to some patients, "absent" must look like "not yours".
     response = hospital.client.get("/fhir/Patient/does-not-exist", headers=clinician(hospital))
-    assert response.status_code == 404
+    assert response.status_code == 403
     assert response.json()["resourceType"] == "OperationOutcome"
 
 

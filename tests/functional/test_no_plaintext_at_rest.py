@@ -1,4 +1,8 @@
-"""A stolen database holds no readable patient data: raw SQLite (file + WAL) and pg_dump."""
+"""A stolen database or backup holds no readable patient data.
+
+Raw SQLite (file + WAL), a VACUUM INTO copy and a plain pg_dump; and the backups made exactly as
+README.md "Backups" says, which must also restore into a working server with the key file.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from rempart.config import Settings
+from rempart.access.pdp import system_decision
+from rempart.config import Settings, load_settings
 from rempart.ingest.seeding import seed_hospital
 from rempart.seed import generate
+from rempart.store.tables import resource
 from rempart.wiring import open_services
+from tests.conftest import _libpq
 
 PATIENTS = 25
 SEED = 3
@@ -75,3 +83,76 @@ def test_database_bytes_hold_no_patient_plaintext(settings: Settings, tmp_path: 
     text = raw.decode("latin-1")
     leaked = sorted(n for n in needles if n in text or n.encode("utf-8").decode("latin-1") in text)
     assert leaked == []
+
+
+def leaked_in(raw: bytes, needles: set[str]) -> list[str]:
+    text = raw.decode("latin-1")
+    return sorted(n for n in needles if n in text or n.encode("utf-8").decode("latin-1") in text)
+
+
+def test_documented_backup_holds_no_plaintext_and_restores(
+    settings: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The README procedure, step by step: database backup and key file apart, then restore."""
+    services = open_services(settings, pool_size=2)
+    try:
+        seed_hospital(services, patients=PATIENTS, seed=SEED, credentials_out=None)
+        with services.engine.connect() as conn:
+            pid = conn.execute(
+                select(resource.c.res_id).where(resource.c.res_type == "Patient").limit(1)
+            ).scalar_one()
+        decision = system_decision("backup test")
+        original = services.store.read(decision, "Patient", pid).json()
+        needles = secrets_of([r for b in generate(PATIENTS, SEED).patient_batches(100) for r in b])
+        backups = tmp_path / "backups"
+        backups.mkdir()
+        if settings.database_url.startswith("sqlite"):
+            # README: sqlite3 rempart-data/rempart.sqlite3 ".backup '<file>'" (online, WAL included)
+            db = settings.database_url.removeprefix("sqlite:///")
+            backup = backups / "rempart.sqlite3"
+            run(["sqlite3", db, f".backup '{backup}'"])
+            readable = backup.read_bytes()
+            restored_db = tmp_path / "restored.sqlite3"
+            run(["sqlite3", str(restored_db), f".restore '{backup}'"])
+            restored_url = f"sqlite:///{restored_db}"
+        else:
+            # README: pg_dump --format=custom --file=<file> <url>; compressed, so it is read back
+            # as SQL text with pg_restore to look for plaintext.
+            backup = backups / "rempart.dump"
+            url = _libpq(settings.database_url)
+            run(["pg_dump", "--format=custom", f"--file={backup}", url])
+            readable = run(["pg_restore", "--file=-", str(backup)])
+            admin = request.getfixturevalue("pg_admin")
+            name = f"rempart_restored_{tmp_path.name[-8:].replace('-', '_')}"
+            admin.execute(f'CREATE DATABASE "{name}"')
+            request.addfinalizer(
+                lambda: admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            )
+            restored_url = url.rsplit("/", 1)[0] + f"/{name}"
+            run(["pg_restore", "--no-owner", f"--dbname={restored_url}", str(backup)])
+            restored_url = restored_url.replace("postgresql://", "postgresql+psycopg://")
+        # README: the key file is backed up apart, mode 0600.
+        key_backup = tmp_path / "key-backups" / "keys.json"
+        key_backup.parent.mkdir(mode=0o700)
+        run(["install", "-m", "600", str(settings.key_file), str(key_backup)])
+    finally:
+        services.close()
+    assert len(readable) > 100_000
+    assert leaked_in(readable, needles) == []
+    assert settings.key_file.read_bytes() not in readable
+
+    # Restore: a fresh home holding the backed-up key file, on the restored database.
+    home = tmp_path / "restored-home"
+    home.mkdir(mode=0o700)
+    run(["install", "-m", "600", str(key_backup), str(home / "keys.json")])
+    restored = open_services(load_settings(home, restored_url), pool_size=2)
+    try:
+        assert restored.store.read(decision, "Patient", pid).json() == original
+    finally:
+        restored.close()
+
+
+def run(command: list[str]) -> bytes:
+    if shutil.which(command[0]) is None:
+        pytest.skip(f"{command[0]} not installed")
+    return subprocess.run(command, capture_output=True, check=True, timeout=300).stdout

@@ -4,14 +4,27 @@ Only the policy decision point (`rempart.access.pdp`) can construct a `Decision`
 demands a private token. The store's read and write paths take a `Decision` argument, so code
 that has not been through the policy cannot reach patient data (a bypass is a type error and a
 runtime TypeError, not a review catch).
+
+A decision names the permitted resource types, the patients (a `PatientScope`, answered in SQL
+on plaintext metadata before any decryption) and the reason; `explain(patient)` gives the care
+relationship that let a given patient's record through, for the audit trail.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import ColumnElement, Connection
+
+from rempart.access import views
+from rempart.access.permissions import PATIENT_DATA_TYPES
+from rempart.access.scope import PatientScope, compartment_is_empty
+from rempart.errors import Forbidden
 
 _ISSUER: Final = object()
+_NOTHING_HIDDEN: Mapping[str, frozenset[str]] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,29 +33,127 @@ class Decision:
     role: str
     read_types: frozenset[str]
     write_types: frozenset[str]
-    # None means: every patient compartment (the interim clinician rule); otherwise the set of
-    # patient ids this decision covers. Resources outside any compartment (directory) are
-    # governed by the type sets alone.
-    patients: frozenset[str] | None
+    patients: PatientScope
     reason: str
     _issuer: object
+    # Patients this decision may write to, when it differs from what it may read (integration
+    # clients write results for any patient and read none).
+    write_patients: PatientScope | None = None
+    # Elements withheld per resource type (secretaries do not see an Encounter's diagnoses).
+    hidden: Mapping[str, frozenset[str]] = field(default_factory=lambda: _NOTHING_HIDDEN)
+    # May find a Patient outside its scope by exact identity traits (front desks).
+    identity_lookup: bool = False
+    # "Account/<id>" written as the registrant of a Patient record this decision creates.
+    registrant: str | None = None
+    _reasons: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self._issuer is not _ISSUER:
             raise TypeError("a Decision is issued by the policy decision point only")
 
-    def may_read(self, res_type: str, compartment: str | None) -> bool:
-        return res_type in self.read_types and self._covers(compartment)
+    # ---- the store's questions -----------------------------------------------------------
 
-    def may_write(self, res_type: str, compartment: str | None) -> bool:
-        return res_type in self.write_types and self._covers(compartment)
+    def may_read(self, res_type: str, compartment: str | None, *, conn: Connection) -> bool:
+        return res_type in self.read_types and self._covers(
+            self.patients, conn, res_type, compartment
+        )
+
+    def may_write(
+        self,
+        res_type: str,
+        compartment: str | None,
+        *,
+        conn: Connection,
+        body: dict[str, Any] | None = None,
+        register: bool = True,
+    ) -> bool:
+        if res_type not in self.write_types:
+            return False
+        scope = self.write_patients or self.patients
+        if self._covers(scope, conn, res_type, compartment):
+            return True
+        if compartment is None or scope.everyone:
+            return False
+        # A new Patient starts a compartment nobody is related to yet: whoever may write
+        # Patients may create one (and becomes its registrant). Checked against the table, so
+        # a client-chosen id cannot claim an existing compartment.
+        if (
+            register
+            and res_type == "Patient"
+            and self.registrant
+            and compartment_is_empty(conn, compartment)
+        ):
+            self._reasons[compartment] = "registering a new patient record"
+            return True
+        if body is not None and (reason := scope.admits(conn, body)):
+            self._reasons[compartment] = reason
+            return True
+        return False
+
+    def _covers(
+        self, scope: PatientScope, conn: Connection, res_type: str, compartment: str | None
+    ) -> bool:
+        if scope.everyone:
+            return True
+        if compartment is None:
+            # Directory resources belong to no patient. A patient-data resource outside any one
+            # compartment (a Provenance naming several patients, an Observation of a device)
+            # is for unrestricted decisions only: it may still name patients.
+            return res_type not in PATIENT_DATA_TYPES
+        if compartment in self._reasons:
+            return True
+        reason = scope.covers(conn, compartment)
+        if reason is None:
+            return False
+        self._reasons[compartment] = reason
+        return True
 
     @property
     def restricted(self) -> bool:
         """True when the decision names patients: then absence must look like refusal."""
-        return self.patients is not None
+        return not self.patients.everyone
 
-    def _covers(self, compartment: str | None) -> bool:
-        if compartment is None or self.patients is None:
-            return True
-        return compartment in self.patients
+    def explain(self, patient: str | None = None) -> str:
+        """Why this decision let `patient`'s data through: the care relationship found when the
+        store checked it. Without `patient`, the relationship of the one patient checked so far
+        (a read, a history), else the general reason (a search, a directory read)."""
+        if patient is None and len(self._reasons) == 1:
+            patient = next(iter(self._reasons))
+        if patient is not None and patient in self._reasons:
+            return f"{self.reason}: {self._reasons[patient]}"
+        return self.reason
+
+    # ---- searches --------------------------------------------------------------------------
+
+    def search_filter(
+        self, res_type: str, echo: list[tuple[str, str]], compartment: ColumnElement[Any]
+    ) -> ColumnElement[bool] | None:
+        """The SQL condition a search of `res_type` must add; None: no patient restriction.
+
+        Refuses searches on withheld elements. An exact identity lookup by a front desk sees
+        every Patient that matches it exactly, and only Patients.
+        """
+        blocked = views.CLINICAL_SEARCH_PARAMS.get(res_type, frozenset())
+        if res_type in self.hidden and blocked & set(views.param_names(echo)):
+            raise Forbidden(f"searching {res_type} by clinical elements is not permitted")
+        if self.identity_lookup and views.is_identity_lookup(res_type, echo):
+            return None
+        return self.patients.where(compartment)
+
+    # ---- what the caller sees and may send ---------------------------------------------------
+
+    def view(self, res_type: str, body: bytes) -> bytes:
+        hidden = self.hidden.get(res_type)
+        return body if not hidden else views.redact(hidden, body)
+
+    def check_body(self, res_type: str, body: dict[str, Any]) -> None:
+        hidden = self.hidden.get(res_type)
+        if hidden and (sent := views.written_hidden(hidden, body)):
+            raise Forbidden(
+                f"{res_type}.{', '.join(sent)}: clinical elements are not yours to write"
+            )
+
+    def carry_over(self, res_type: str, new: dict[str, Any], old: dict[str, Any]) -> None:
+        hidden = self.hidden.get(res_type)
+        if hidden:
+            views.carry_over(hidden, new, old)

@@ -1,56 +1,120 @@
-"""Which resource types each role may read and write. One file, so a reviewer sees it whole.
+"""Roles and the permissions each one holds. One file, so a reviewer sees it whole.
 
-Interim rules of the record-server milestone: the care-relationship policy (issue #4) will narrow
-clinicians and secretaries to their own patients. Administrators and security officers hold no
-clinical type at all, from the first day: they manage the directory and the accounts, not care.
+Separation of duties: the roles that manage the system (`admin`, `security_officer`) hold no
+permission that reaches a patient, not even demographics; the roles that care for patients hold
+no permission over accounts. No role bypasses the care-relationship scope, and there is no
+"log in as" anywhere: a permission below is all a session ever gets.
+
+Which patients a permission applies to is not decided here but by the role's *scope*:
+
+- clinician: care relationships (encounter, unit stay, care team, treating physician) and
+  their own break-the-glass grants;
+- secretary: stays and appointments in their establishment, plus exact-identity lookups;
+- patient: their own record;
+- integration: writes results for any patient, reads none;
+- admin, security_officer: none.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
+from rempart.access.permissions import (
+    ADMINISTRATIVE_TYPES,
+    ALL_TYPES,
+    CLINICAL_TYPES,
+    DIRECTORY_TYPES,
+    PATIENT_DATA_TYPES,
+    RESULT_TYPES,
+    Permission,
+    read_types,
+    write_types,
+)
+
+__all__ = [
+    "ADMINISTRATIVE_TYPES",
+    "ALL_TYPES",
+    "CLINICAL_TYPES",
+    "DIRECTORY_TYPES",
+    "PATIENT_DATA_TYPES",
+    "PERMISSIONS",
+    "READ",
+    "RESULT_TYPES",
+    "WRITE",
+    "Role",
+]
+
 
 class Role(StrEnum):
     ADMIN = "admin"
     CLINICIAN = "clinician"
+    INTEGRATION = "integration"
     PATIENT = "patient"
     SECRETARY = "secretary"
     SECURITY_OFFICER = "security_officer"
 
 
-# Resources that describe the hospital, not a patient.
-DIRECTORY_TYPES = frozenset(
-    {"Organization", "Location", "Practitioner", "PractitionerRole", "Medication"}
-)
-# What a front desk handles: identity, contact, coverage, scheduling.
-ADMINISTRATIVE_TYPES = frozenset({"Patient", "Coverage", "Encounter"})
-CLINICAL_TYPES = frozenset(
-    {
-        "AllergyIntolerance",
-        "CareTeam",
-        "Condition",
-        "Device",
-        "DocumentReference",
-        "Immunization",
-        "MedicationRequest",
-        "Observation",
-        "Procedure",
-    }
-)
-PATIENT_DATA_TYPES = ADMINISTRATIVE_TYPES | CLINICAL_TYPES
-ALL_TYPES = DIRECTORY_TYPES | PATIENT_DATA_TYPES
+P = Permission
+PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(
+        {
+            P.ADMIN_ACCOUNT_DISABLE,
+            P.ADMIN_ACCOUNT_READ,
+            P.ADMIN_REQUEST_APPROVE,
+            P.ADMIN_REQUEST_CREATE,
+            P.ADMIN_REQUEST_READ,
+            P.FHIR_DIRECTORY_READ,
+            P.FHIR_DIRECTORY_WRITE,
+        }
+    ),
+    Role.CLINICIAN: frozenset(
+        {
+            P.ACCESS_BREAK_GLASS_CREATE,
+            P.ACCESS_EXPORT_DOWNLOAD,
+            P.ACCESS_EXPORT_REQUEST,
+            P.FHIR_ADMINISTRATIVE_READ,
+            P.FHIR_ADMINISTRATIVE_WRITE,
+            P.FHIR_CLINICAL_READ,
+            P.FHIR_CLINICAL_WRITE,
+            P.FHIR_DIRECTORY_READ,
+        }
+    ),
+    Role.INTEGRATION: frozenset({P.FHIR_DIRECTORY_READ, P.FHIR_RESULT_WRITE}),
+    Role.PATIENT: frozenset(
+        {P.FHIR_ADMINISTRATIVE_READ, P.FHIR_CLINICAL_READ, P.FHIR_DIRECTORY_READ}
+    ),
+    Role.SECRETARY: frozenset(
+        {
+            P.FHIR_ADMINISTRATIVE_READ,
+            P.FHIR_ADMINISTRATIVE_WRITE,
+            P.FHIR_DIRECTORY_READ,
+            P.FHIR_PATIENT_LOOKUP,
+        }
+    ),
+    Role.SECURITY_OFFICER: frozenset(
+        {
+            P.ACCESS_BREAK_GLASS_REVIEW,
+            P.ADMIN_ACCOUNT_DISABLE,
+            P.ADMIN_ACCOUNT_READ,
+            P.ADMIN_REQUEST_CREATE,
+            P.ADMIN_REQUEST_READ,
+            P.FHIR_DIRECTORY_READ,
+            P.SECURITY_ALERT_READ,
+            P.SECURITY_REQUEST_APPROVE,
+        }
+    ),
+}
 
-READ: dict[Role, frozenset[str]] = {
-    Role.ADMIN: DIRECTORY_TYPES,
-    Role.SECURITY_OFFICER: DIRECTORY_TYPES,
-    Role.CLINICIAN: ALL_TYPES,
-    Role.SECRETARY: DIRECTORY_TYPES | ADMINISTRATIVE_TYPES,
-    Role.PATIENT: ALL_TYPES,
-}
+# The resource types each role may read and write, derived from the permissions above.
+READ: dict[Role, frozenset[str]] = {role: read_types(perms) for role, perms in PERMISSIONS.items()}
 WRITE: dict[Role, frozenset[str]] = {
-    Role.ADMIN: DIRECTORY_TYPES,
-    Role.SECURITY_OFFICER: frozenset(),
-    Role.CLINICIAN: PATIENT_DATA_TYPES,
-    Role.SECRETARY: ADMINISTRATIVE_TYPES,
-    Role.PATIENT: frozenset(),
+    role: write_types(perms) for role, perms in PERMISSIONS.items()
 }
+
+# Roles an administrator may ask for (four-eyes). Patient accounts come from patient enrolment
+# and integration clients from their own request kind, never from a role change.
+STAFF_ROLES = frozenset({Role.ADMIN, Role.CLINICIAN, Role.SECRETARY, Role.SECURITY_OFFICER})
+
+
+def has(role: Role, permission: Permission) -> bool:
+    return permission in PERMISSIONS[role]

@@ -8,7 +8,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from rempart import __version__
-from rempart.api import auth_routes, fhir_routes
+from rempart.api import (
+    access_routes,
+    admin_routes,
+    audit_routes,
+    auth_routes,
+    fhir_routes,
+    me_routes,
+)
 from rempart.api.responses import install_error_handlers
 from rempart.api.security_headers import SecurityHeaders
 from rempart.config import load_settings
@@ -29,7 +36,12 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    app.include_router(auth_routes.router)
+    auth_routes.install(app, services.settings.profile)  # /auth, 429 handler, demo header
+    # Before the FHIR router: /fhir/AuditEvent must win over /fhir/{res_type}.
+    app.include_router(audit_routes.router)
+    app.include_router(me_routes.router)
+    app.include_router(admin_routes.router)  # /admin (issue #4)
+    app.include_router(access_routes.router)  # /access (issue #4)
     app.include_router(fhir_routes.router)
     app.add_middleware(SecurityHeaders, docs_paths=("/docs", "/redoc"))
     return app

@@ -29,6 +29,7 @@ class AuditRecord:
     patient: str | None = None  # the patient id the data belongs to
     reason: str | None = None  # the care relationship or the break-the-glass reason
     detail: str | None = None
+    request_id: str | None = None  # groups the records of one request (a search's patients)
     at: int = field(default_factory=now_micros)  # microseconds since the epoch, UTC
 
 

@@ -46,6 +46,9 @@ class KeyProvider(Protocol):
         KEK was retired or never held.
         """
 
+    def kek_ids(self) -> list[str]:
+        """Every KEK this provider holds, the current one included (rotation retires the rest)."""
+
     def create_kek(self) -> str:
         """Rotation, step 1: make a new KEK current. Older KEKs still unwrap."""
 

@@ -7,7 +7,11 @@ import os
 from alembic import context
 from sqlalchemy import Connection
 
-import rempart.identity.tables  # noqa: F401  (registers its tables on the shared metadata)
+import rempart.alerts  # noqa: F401, RUF100  (registers security_alert)
+import rempart.access.tables  # noqa: F401, RUF100  (registers the access tables)
+import rempart.identity.tables  # noqa: F401, RUF100  (registers its tables on the shared metadata)
+import rempart.audit.tables  # noqa: F401, RUF100  (registers the audit tables)
+import rempart.store.shred  # noqa: F401, RUF100  (registers erased_owner)
 from rempart.store.db import make_engine
 from rempart.store.tables import metadata
 

@@ -31,6 +31,9 @@ class SeedAccount:
     practitioner: str | None  # "Practitioner/<id>"
     patient: str | None  # "Patient/<id>"
     display_name: str
+    # Units or establishments the account works in ("Organization/<id>"): a clinician sees the
+    # patients currently staying in their unit, a front desk its establishment's (issue #4).
+    units: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class _Builder:
         display: str,
         practitioner: str | None = None,
         patient: str | None = None,
+        units: tuple[str, ...] = (),
     ) -> None:
         username = self._unique(base)
         stream = _Stream(self.seed, username)
@@ -121,6 +125,7 @@ class _Builder:
                 practitioner,
                 patient,
                 display,
+                units,
             )
         )
 
@@ -135,11 +140,15 @@ def build_accounts(
     builder = _Builder(seed)
     rng = rng_for(seed, "staff")
     for role, count in (("admin", 2), ("security_officer", 1), ("secretary", 2)):
-        for _ in range(count):
+        for number in range(count):
             female = rng.random() < 0.5
             given = rng.choice(pools.female_first if female else pools.male_first)
             family = rng.choice(pools.family)
-            builder.add(_staff_base(given, family), role, f"{given} {family.upper()}")
+            desk: tuple[str, ...] = ()
+            if role == "secretary":  # one front desk per establishment, in turn
+                site = directory.establishments[number % len(directory.establishments)]
+                desk = (f"Organization/{site.org_id}",)
+            builder.add(_staff_base(given, family), role, f"{given} {family.upper()}", units=desk)
     for unit in directory.units:
         doctor: Person = unit.doctors[0]  # one account per person: doctors work in one unit
         builder.add(
@@ -147,6 +156,7 @@ def build_accounts(
             "clinician",
             f"Dr {doctor.given} {doctor.family.upper()}",
             practitioner=f"Practitioner/{doctor.id}",
+            units=(f"Organization/{unit.org_id}",),
         )
     for number, holder in enumerate(patients, start=1):
         # Numbered, never named: a username is not secret and must not reveal who is a patient.

@@ -18,9 +18,18 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from rempart.access.decision import Decision
 from rempart.access.pdp import Policy, Principal
+from rempart.audit.events import Trail, bundle_records
+from rempart.audit.records import AuditRecord, AuditSink
 from rempart.clock import micros_to_iso
 from rempart.context import RequestContext
-from rempart.errors import Conflict, InvalidResource, RempartError, VersionConflict
+from rempart.errors import (
+    Conflict,
+    Forbidden,
+    InvalidResource,
+    NotAuthenticated,
+    RempartError,
+    VersionConflict,
+)
 from rempart.fhir import SUPPORTED_TYPES, operation_outcome, parse_search, validate
 from rempart.store.references import Resolver
 from rempart.store.repository import ResourceStore, Stored
@@ -31,9 +40,10 @@ _ORDER = {"POST": 0, "PUT": 1, "GET": 2}
 
 
 class BundleService:
-    def __init__(self, store: ResourceStore, policy: Policy) -> None:
+    def __init__(self, store: ResourceStore, policy: Policy, audit: AuditSink) -> None:
         self.store = store
         self.policy = policy
+        self.audit = audit
 
     def process(self, who: Principal, ctx: RequestContext, body: object) -> dict[str, Any]:
         if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
@@ -48,10 +58,17 @@ class BundleService:
             raise InvalidResource("Bundle.entry must be a list", expression="Bundle.entry")
         if len(entries) > MAX_ENTRIES:
             raise InvalidResource(f"a Bundle may hold at most {MAX_ENTRIES} entries")
-        decision = self.policy.decide(who)
-        if kind == "transaction":
-            return self._transaction(decision, [_plan(i, e) for i, e in enumerate(entries)])
-        return self._batch(decision, entries)
+        # A refusal anywhere in a transaction is recorded (with the entry it names) and re-raised.
+        with Trail(self.audit, who, ctx, kind) as trail:
+            decision = self.policy.decide(who)
+            if kind == "transaction":
+                plan = [_plan(i, e) for i, e in enumerate(entries)]
+                result = self._transaction(decision, plan)
+                done = [(e.method, e.res_type, e.res_id, result["entry"][e.index]) for e in plan]
+                # One group commit for every entry, after the database commit, before the reply.
+                self.audit.record(*bundle_records(trail, done, decision.reason))
+                return result
+            return self._batch(decision, entries, trail)
 
     def _transaction(self, decision: Decision, plan: list[_Entry]) -> dict[str, Any]:
         urn_map = _assign_ids(plan)
@@ -75,8 +92,9 @@ class BundleService:
             "entry": [responses[i] for i in range(len(plan))],
         }
 
-    def _batch(self, decision: Decision, entries: list[object]) -> dict[str, Any]:
+    def _batch(self, decision: Decision, entries: list[object], trail: Trail) -> dict[str, Any]:
         out: list[dict[str, Any]] = []
+        records: list[AuditRecord] = []
         for index, raw in enumerate(entries):
             try:
                 # In a batch a bad entry is that entry's failure, not the whole request's.
@@ -85,10 +103,15 @@ class BundleService:
                 with self.store.engine.begin() as conn:
                     resolver = Resolver(self.store, decision, urn_map=urn_map)
                     out.append(self._run(conn, decision, resolver, entry))
+                done = [(entry.method, entry.res_type, entry.res_id, out[-1])]
+                records.extend(bundle_records(trail, done, decision.reason))
             except RempartError as exc:
                 out.append(_failure(exc.status, exc.code, exc.message))
+                if isinstance(exc, Forbidden | NotAuthenticated):
+                    records.append(trail.make("denied", detail=f"entry {index}: {exc.message}"))
             except DbIntegrityError:
                 out.append(_failure(409, "conflict", "raced with another write; retry"))
+        self.audit.record(*records)  # every entry's trace is durable before the reply
         return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
 
     def _run(
@@ -110,6 +133,9 @@ class BundleService:
                     resolver.known.discard(f"{entry.res_type}/{entry.new_id}")
                     resolver.urn_map[entry.full_url] = f"{entry.res_type}/{found[0].res_id}"
                 return _stored_response(found[0], "200 OK")
+        if entry.method == "POST" or resource.get("id") == entry.res_id:
+            # Before resolving: an unknown patient must look like someone else's (403).
+            self.store.check_write(conn, decision, resource, client_id=entry.method == "PUT")
         resolver.resolve(conn, resource)
         if entry.method == "POST":
             stored = self.store.create_in(conn, decision, resource, res_id=entry.new_id)
@@ -176,10 +202,12 @@ class _Entry:
             raise InvalidResource(f"entry {index}: POST takes request.url Type, not Type/id")
 
 
-def _entry_order(entry: _Entry) -> tuple[int, int]:
+def _entry_order(entry: _Entry) -> tuple[int, int, int]:
     # Conditional creates first: when one finds an existing resource, its urn must point there
-    # before any other entry's references are resolved.
-    return _ORDER[entry.method], 0 if entry.if_none_exist else 1
+    # before any other entry's references are resolved. New Patients next: a record created in
+    # the same transaction is written into a compartment that must already be the caller's.
+    patient_first = 0 if entry.res_type == "Patient" else 1
+    return _ORDER[entry.method], 0 if entry.if_none_exist else 1, patient_first
 
 
 def _plan(index: int, raw: object) -> _Entry:

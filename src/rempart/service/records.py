@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import uuid
 from typing import Any
+from urllib.parse import urlencode
 
 from rempart.access.pdp import Policy, Principal
+from rempart.audit.events import Trail, patient_of
+from rempart.audit.records import AuditSink
 from rempart.context import RequestContext
 from rempart.errors import InvalidResource, UnsupportedResourceType
 from rempart.fhir import SUPPORTED_TYPES, parse_search, searchset_bundle, validate
@@ -26,16 +29,27 @@ def check_type(res_type: str) -> None:
 
 class RecordService:
     def __init__(
-        self, store: ResourceStore, policy: Policy, *, default_count: int, max_count: int
+        self,
+        store: ResourceStore,
+        policy: Policy,
+        audit: AuditSink,
+        *,
+        default_count: int,
+        max_count: int,
     ) -> None:
         self.store = store
         self.policy = policy
+        self.audit = audit
         self.default_count = default_count
         self.max_count = max_count
 
     def read(self, who: Principal, ctx: RequestContext, res_type: str, res_id: str) -> Stored:
         check_type(res_type)
-        return self.store.read(self.policy.decide(who), res_type, res_id)
+        with Trail(self.audit, who, ctx, "read", res_type, res_id) as trail:
+            decision = self.policy.decide(who)
+            stored = self.store.read(decision, res_type, res_id)
+            trail.success(stored, reason=decision.explain())  # durable before the data leaves
+        return stored
 
     def vread(
         self, who: Principal, ctx: RequestContext, res_type: str, res_id: str, version: str
@@ -43,13 +57,21 @@ class RecordService:
         check_type(res_type)
         if not version.isdigit():
             raise InvalidResource(f"version {version!r} is not a number")
-        return self.store.vread(self.policy.decide(who), res_type, res_id, int(version))
+        with Trail(self.audit, who, ctx, "vread", res_type, res_id) as trail:
+            decision = self.policy.decide(who)
+            stored = self.store.vread(decision, res_type, res_id, int(version))
+            trail.success(stored, reason=decision.explain())
+        return stored
 
     def history(
         self, who: Principal, ctx: RequestContext, res_type: str, res_id: str
     ) -> list[Stored]:
         check_type(res_type)
-        return self.store.history(self.policy.decide(who), res_type, res_id)
+        with Trail(self.audit, who, ctx, "history", res_type, res_id) as trail:
+            decision = self.policy.decide(who)
+            versions = self.store.history(decision, res_type, res_id)
+            trail.success(*versions, reason=decision.explain())
+        return versions
 
     def search(
         self,
@@ -63,16 +85,26 @@ class RecordService:
         query = parse_search(
             res_type, params, default_count=self.default_count, max_count=self.max_count
         )
-        matches, total = search(self.store, self.policy.decide(who), query)
-        return searchset_bundle(base_url, res_type, [m.json() for m in matches], total, query)
+        with Trail(self.audit, who, ctx, "search", res_type, detail=urlencode(params)) as trail:
+            decision = self.policy.decide(who)
+            matches, total = search(self.store, decision, query)
+            docs = [m.json() for m in matches]
+            # One record per patient in the page, durable before the Bundle is built.
+            found = [(m.res_id, patient_of(m, d)) for m, d in zip(matches, docs, strict=True)]
+            trail.query(res_type, found, reason=decision.reason)
+        return searchset_bundle(base_url, res_type, docs, total, query)
 
     def create(self, who: Principal, ctx: RequestContext, res_type: str, body: object) -> Stored:
         check_type(res_type)
         resource = validate(body, res_type)
-        decision = self.policy.decide(who)
-        with self.store.engine.begin() as conn:
-            Resolver(self.store, decision).resolve(conn, resource)
-            return self.store.create_in(conn, decision, resource, res_id=str(uuid.uuid4()))
+        with Trail(self.audit, who, ctx, "create", res_type) as trail:
+            decision = self.policy.decide(who)
+            with self.store.engine.begin() as conn:
+                self.store.check_write(conn, decision, resource, client_id=False)
+                Resolver(self.store, decision).resolve(conn, resource)
+                stored = self.store.create_in(conn, decision, resource, res_id=str(uuid.uuid4()))
+            trail.written(stored, reason=decision.explain())
+        return stored
 
     def update(
         self,
@@ -85,9 +117,14 @@ class RecordService:
     ) -> tuple[Stored, bool]:
         check_type(res_type)
         resource = validate(body, res_type)
-        decision = self.policy.decide(who)
-        with self.store.engine.begin() as conn:
-            Resolver(self.store, decision).resolve(conn, resource)
-            return self.store.update_in(
-                conn, decision, res_type, res_id, resource, if_match=if_match
-            )
+        with Trail(self.audit, who, ctx, "update", res_type, res_id) as trail:
+            decision = self.policy.decide(who)
+            with self.store.engine.begin() as conn:
+                if resource.get("id") == res_id:  # else update_in answers 400 for the mismatch
+                    self.store.check_write(conn, decision, resource, client_id=True)
+                Resolver(self.store, decision).resolve(conn, resource)
+                stored, created = self.store.update_in(
+                    conn, decision, res_type, res_id, resource, if_match=if_match
+                )
+            trail.written(stored, reason=decision.explain(), created=created)
+        return stored, created

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from rempart.alerts import CRITICAL, raise_bound_alert
 from rempart.crypto import BlindIndex, IntegrityError, open_sealed, seal
 from rempart.errors import StoredDataTampered
 from rempart.fhir import IndexEntry, extract_index
@@ -19,7 +20,7 @@ log = logging.getLogger("rempart.security")
 
 # Index rows per resource are padded to a multiple of this, so the row count does not reveal the
 # length of a name (string prefixes are indexed one row per prefix).
-INDEX_PAD = 16
+INDEX_PAD = 8
 
 
 def aad(res_type: str, res_id: str, version: int, owner: str) -> bytes:
@@ -37,16 +38,22 @@ def open_resource(
 ) -> bytes:
     """The version's JSON bytes, or StoredDataTampered: never a partial or unverified record."""
     if key is None:
-        log.error("no data key for owner of %s/%s (shredded or missing)", res_type, res_id)
+        # An erased owner raised PatientErased in the keyring already: this key was deleted.
+        raise_bound_alert(
+            "data-key-missing",
+            CRITICAL,
+            "a record's data key row is missing (deleted outside crypto-shredding)",
+            {"res_type": res_type, "res_id": res_id, "version": version, "owner": owner},
+        )
         raise StoredDataTampered(f"{res_type}/{res_id} cannot be decrypted: its data key is gone")
     try:
         return open_sealed(key, payload, aad(res_type, res_id, version, owner))
     except IntegrityError:
-        log.critical(
-            "integrity failure on %s/%s version %d: altered, swapped or wrong key",
-            res_type,
-            res_id,
-            version,
+        raise_bound_alert(
+            "record-integrity",
+            CRITICAL,
+            "a stored record failed authentication: altered, swapped or wrong key",
+            {"res_type": res_type, "res_id": res_id, "version": version, "owner": owner},
         )
         raise StoredDataTampered(
             f"{res_type}/{res_id} failed its integrity check; the security officer is alerted"

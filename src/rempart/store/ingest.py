@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, select
 
+from rempart.access import relations
 from rempart.access.decision import Decision
 from rempart.clock import micros_to_iso, now_micros
 from rempart.errors import Forbidden
 from rempart.fhir import patient_compartment
+from rempart.store.bulk import bulk_insert
 from rempart.store.codec import index_digests, seal_resource
 from rempart.store.repository import ResourceStore, owner_of
 from rempart.store.tables import resource, resource_version, search_index
+
+CURRENT_COLUMNS = ("res_type", "res_id", "version", "compartment", "last_updated")
+VERSION_COLUMNS = ("res_type", "res_id", "version", "owner", "last_updated", "payload")
+INDEX_COLUMNS = ("res_type", "digest", "res_id")
 
 
 def ingest_batch(
@@ -33,44 +39,33 @@ def ingest_batch(
         return len(batch)
     compartments = [patient_compartment(r) for r in fresh]
     for body, compartment in zip(fresh, compartments, strict=True):
-        if not decision.may_write(body["resourceType"], compartment):
+        if not decision.may_write(body["resourceType"], compartment, conn=conn, body=body):
             raise Forbidden(f"ingest of {body['resourceType']} is not permitted")
     keys = store.keyring.create_many(conn, {owner_of(c) for c in compartments})
     now = now_micros()
     stamp = micros_to_iso(now)
-    current_rows: list[dict[str, Any]] = []
-    version_rows: list[dict[str, Any]] = []
-    index_rows: list[dict[str, Any]] = []
+    # Tuples in table column order, for bulk_insert.
+    current_rows: list[tuple[Any, ...]] = []
+    version_rows: list[tuple[Any, ...]] = []
+    index_rows: list[tuple[Any, ...]] = []
     for body, compartment in zip(fresh, compartments, strict=True):
         res_type, res_id = body["resourceType"], body["id"]
         owner = owner_of(compartment)
         body["meta"] = {**(body.get("meta") or {}), "versionId": "1", "lastUpdated": stamp}
-        current_rows.append(
-            {
-                "res_type": res_type,
-                "res_id": res_id,
-                "version": 1,
-                "compartment": compartment,
-                "last_updated": now,
-            }
-        )
-        version_rows.append(
-            {
-                "res_type": res_type,
-                "res_id": res_id,
-                "version": 1,
-                "owner": owner,
-                "last_updated": now,
-                "payload": seal_resource(keys[owner], body, res_type, res_id, 1, owner),
-            }
-        )
+        current_rows.append((res_type, res_id, 1, compartment, now))
+        payload = seal_resource(keys[owner], body, res_type, res_id, 1, owner)
+        version_rows.append((res_type, res_id, 1, owner, now, payload))
         index_rows.extend(
-            {"res_type": res_type, "digest": d, "res_id": res_id}
-            for d in index_digests(store.blind, res_type, res_id, body)
+            (res_type, d, res_id) for d in index_digests(store.blind, res_type, res_id, body)
         )
-    conn.execute(insert(resource), current_rows)
-    conn.execute(insert(resource_version), version_rows)
-    conn.execute(insert(search_index), index_rows)
+    bulk_insert(conn, resource, CURRENT_COLUMNS, current_rows)
+    bulk_insert(conn, resource_version, VERSION_COLUMNS, version_rows)
+    bulk_insert(conn, search_index, INDEX_COLUMNS, index_rows)
+    # The care-relationship index, in the same transaction as the records it comes from.
+    relations.record_many(
+        conn,
+        ((b["resourceType"], b["id"], c, b) for b, c in zip(fresh, compartments, strict=True)),
+    )
     return len(batch)
 
 

@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
+from rempart.access import relations
 from rempart.access.decision import Decision
 from rempart.clock import micros_to_iso, now_micros
 from rempart.crypto import BlindIndex
@@ -27,6 +28,7 @@ from rempart.errors import (
     VersionConflict,
 )
 from rempart.fhir import patient_compartment
+from rempart.store.bulk import bulk_insert
 from rempart.store.codec import index_digests, open_resource, seal_resource
 from rempart.store.keyring import DIRECTORY_OWNER, Keyring
 from rempart.store.tables import resource, resource_version, search_index
@@ -92,11 +94,12 @@ class ResourceStore:
                 if decision.restricted or res_type not in decision.read_types:
                     raise refused(decision, res_type, res_id)
                 raise ResourceNotFound(f"{res_type}/{res_id} is not known")
-            if not decision.may_read(res_type, row.compartment):
+            if not decision.may_read(res_type, row.compartment, conn=conn):
                 raise refused(decision, res_type, res_id)
             owner = owner_of(row.compartment)
             key = self.keyring.key_for(conn, owner, create=False)
         body = open_resource(key, row.payload, res_type, res_id, row.version, owner)
+        body = decision.view(res_type, body)  # what this role may see of a permitted record
         return Stored(res_type, res_id, row.version, row.last_updated, body)
 
     def vread(self, decision: Decision, res_type: str, res_id: str, version: int) -> Stored:
@@ -118,7 +121,7 @@ class ResourceStore:
                 if decision.restricted or res_type not in decision.read_types:
                     raise refused(decision, res_type, res_id)
                 raise ResourceNotFound(f"{res_type}/{res_id} is not known")
-            if not decision.may_read(res_type, current.compartment):
+            if not decision.may_read(res_type, current.compartment, conn=conn):
                 raise refused(decision, res_type, res_id)
             query = select(
                 resource_version.c.version,
@@ -138,7 +141,12 @@ class ResourceStore:
                 res_id,
                 r.version,
                 r.last_updated,
-                open_resource(keys.get(r.owner), r.payload, res_type, res_id, r.version, r.owner),
+                decision.view(
+                    res_type,
+                    open_resource(
+                        keys.get(r.owner), r.payload, res_type, res_id, r.version, r.owner
+                    ),
+                ),
             )
             for r in rows
         ]
@@ -175,15 +183,39 @@ class ResourceStore:
             # Another writer inserted the same (type, id, version) first.
             raise Conflict(f"{res_type}/{res_id} was changed concurrently; retry") from None
 
+    def check_write(
+        self, conn: Connection, decision: Decision, body: dict[str, Any], *, client_id: bool
+    ) -> None:
+        """Refuse a write to a patient outside the decision *before* its references are
+        resolved: resolving first would answer "Patient/x does not exist" (422) for an unknown
+        patient and 403 for someone else's, telling a caller which patients exist.
+
+        `client_id`: the id comes from the client (PUT). A restricted caller cannot create a
+        Patient under an id of its choosing, or a PUT would tell a free id from a taken one."""
+        res_type = str(body.get("resourceType"))
+        # A created Patient gets a fresh server id (whatever id the body carries).
+        compartment = None if res_type == "Patient" and not client_id else patient_compartment(body)
+        if compartment is None:
+            # Not known before resolution (a new Patient, a urn: or conditional reference):
+            # create_in/update_in check it once it is, and those references reveal nothing.
+            return
+        # No "new Patient" rule here: the only Patient left is a PUT with a client's id.
+        if not decision.may_write(res_type, compartment, conn=conn, body=body, register=False):
+            raise Forbidden(f"writing {res_type} for this patient is not permitted")
+
     def create_in(
         self, conn: Connection, decision: Decision, body: dict[str, Any], *, res_id: str
     ) -> Stored:
         res_type = str(body["resourceType"])
         body["id"] = res_id
         compartment = patient_compartment(body)
-        if not decision.may_write(res_type, compartment):
+        decision.check_body(res_type, body)
+        if not decision.may_write(res_type, compartment, conn=conn, body=body):
             raise Forbidden(f"creating {res_type} for this patient is not permitted")
-        return self._write(conn, res_type, res_id, body, version=1, compartment=compartment)
+        stored = self._write(
+            conn, res_type, res_id, body, version=1, compartment=compartment, decision=decision
+        )
+        return _viewed(decision, stored)
 
     def update_in(
         self,
@@ -204,16 +236,20 @@ class ResourceStore:
             raise InvalidResource("ids are 1 to 64 letters, digits, '-' or '.'")
         current = self._current_for_update(conn, res_type, res_id)
         compartment = patient_compartment(body)
+        decision.check_body(res_type, body)
         if current is None:
+            # Permission before If-Match: a restricted caller must not learn that it is absent.
+            if not decision.may_write(res_type, compartment, conn=conn, body=body, register=False):
+                raise refused(decision, res_type, res_id)
             if if_match is not None:
                 raise VersionConflict(f"{res_type}/{res_id} does not exist; If-Match cannot hold")
-            if not decision.may_write(res_type, compartment):
-                raise refused(decision, res_type, res_id)
-            stored = self._write(conn, res_type, res_id, body, version=1, compartment=compartment)
-            return stored, True
+            stored = self._write(
+                conn, res_type, res_id, body, version=1, compartment=compartment, decision=decision
+            )
+            return _viewed(decision, stored), True
         version, old_compartment = current
-        if not decision.may_write(res_type, old_compartment) or not decision.may_write(
-            res_type, compartment
+        if not decision.may_write(res_type, old_compartment, conn=conn) or not decision.may_write(
+            res_type, compartment, conn=conn
         ):
             raise refused(decision, res_type, res_id)
         if if_match is not None and if_match != version:
@@ -225,11 +261,18 @@ class ResourceStore:
             raise UnprocessableResource(
                 "a resource cannot be moved to another patient; create a new one instead"
             )
-        self._drop_index(conn, res_type, res_id, version, owner_of(compartment))
+        old = self._drop_index(conn, res_type, res_id, version, owner_of(compartment))
+        decision.carry_over(res_type, body, old)
         stored = self._write(
-            conn, res_type, res_id, body, version=version + 1, compartment=compartment
+            conn,
+            res_type,
+            res_id,
+            body,
+            version=version + 1,
+            compartment=compartment,
+            decision=decision,
         )
-        return stored, False
+        return _viewed(decision, stored), False
 
     def _current_for_update(
         self, conn: Connection, res_type: str, res_id: str
@@ -244,7 +287,7 @@ class ResourceStore:
 
     def _drop_index(
         self, conn: Connection, res_type: str, res_id: str, version: int, owner: str
-    ) -> None:
+    ) -> dict[str, Any]:
         payload = conn.execute(
             select(resource_version.c.payload).where(
                 resource_version.c.res_type == res_type,
@@ -262,6 +305,8 @@ class ResourceStore:
                 search_index.c.digest.in_(digests),
             )
         )
+        old_body: dict[str, Any] = old
+        return old_body
 
     def _write(
         self,
@@ -272,6 +317,7 @@ class ResourceStore:
         *,
         version: int,
         compartment: str | None,
+        decision: Decision,
     ) -> Stored:
         now = now_micros()
         meta = dict(body.get("meta") or {})
@@ -309,8 +355,28 @@ class ResourceStore:
                 .values(version=version, last_updated=now)
             )
         digests = index_digests(self.blind, res_type, res_id, body)
-        conn.execute(
-            insert(search_index),
-            [{"res_type": res_type, "digest": d, "res_id": res_id} for d in digests],
+        bulk_insert(
+            conn,
+            search_index,
+            ("res_type", "digest", "res_id"),
+            [(res_type, d, res_id) for d in digests],
+        )
+        # The care-relationship index, in the same transaction as the record it comes from.
+        relations.record(
+            conn,
+            res_type,
+            res_id,
+            compartment,
+            body,
+            replace=version > 1,
+            registrant=decision.registrant,
         )
         return Stored(res_type, res_id, version, now, orjson.dumps(body))
+
+
+def _viewed(decision: Decision, stored: Stored) -> Stored:
+    """What the writer gets back: the version it wrote, minus what its role may not see."""
+    body = decision.view(stored.res_type, stored.body)
+    if body is stored.body:
+        return stored
+    return Stored(stored.res_type, stored.res_id, stored.version, stored.last_updated, body)

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
 
 from rempart.access.decision import Decision
+from rempart.access.permissions import DIRECTORY_TYPES
 from rempart.clock import datetime_to_micros
 from rempart.errors import Forbidden, InvalidSearch
 from rempart.fhir import SearchQuery
@@ -49,6 +50,7 @@ def search(
     if res_type not in decision.read_types:
         raise Forbidden(f"searching {res_type} is not permitted")
     conds = _conditions(store, decision, query)
+    order = _order(decision)
     joined = resource.join(
         resource_version,
         and_(
@@ -70,16 +72,16 @@ def search(
             select(*cols)
             .select_from(joined)
             .where(*conds)
-            .order_by(resource.c.res_id)
+            .order_by(order)
             .limit(query.count)
             .offset(query.offset)
         ).all()
-        return _open_rows(store, conn, res_type, page), int(total)
+        return _open_rows(store, conn, decision, res_type, page), int(total)
     candidates = conn.execute(
         select(*cols)
         .select_from(joined)
         .where(*conds)
-        .order_by(resource.c.res_id)
+        .order_by(order)
         .limit(MAX_POST_FILTER_CANDIDATES + 1)
     ).all()
     if len(candidates) > MAX_POST_FILTER_CANDIDATES:
@@ -87,9 +89,41 @@ def search(
             "this search matches too many records to filter by date; add a patient, code "
             "or a narrower date"
         )
-    opened = _open_rows(store, conn, res_type, candidates)
+    opened = _open_rows(store, conn, decision, res_type, candidates)
     matched = [s for s in opened if _passes(query, s.json())]
     return matched[query.offset : query.offset + query.count], len(matched)
+
+
+def matching_compartments(
+    store: ResourceStore, decision: Decision, query: SearchQuery, *, limit: int
+) -> list[str]:
+    """Distinct patient compartments of the matches, decrypting nothing (cohort selection).
+
+    At most `limit` + 1 are returned, so the caller can tell "too many". A query that needs
+    exact post-filters (date ranges) cannot be answered without decrypting: refused.
+    """
+    if query.resource_type not in decision.read_types:
+        raise Forbidden(f"searching {query.resource_type} is not permitted")
+    if query.post_filters:
+        raise InvalidSearch("a cohort cannot be selected by date ranges or long names yet")
+    conds = _conditions(store, decision, query)
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(resource.c.compartment)
+            .where(*conds, resource.c.compartment.is_not(None))
+            .distinct()
+            .order_by(resource.c.compartment)
+            .limit(limit + 1)
+        ).scalars()
+        return [str(c) for c in rows]
+
+
+def _order(decision: Decision) -> ColumnElement[Any]:
+    """Pages are ordered by id. For a decision restricted to some patients, ordering by the
+    bare column would let SQLite walk the whole type in primary-key order testing each row
+    against the caller's patients (cost: the hospital); `res_id || ''` (same order) makes it
+    start from the caller's patients through the compartment index (cost: their records)."""
+    return resource.c.res_id.concat("") if decision.restricted else resource.c.res_id
 
 
 def _passes(query: SearchQuery, body: dict[str, Any]) -> bool:
@@ -108,11 +142,14 @@ def _conditions(
         conds.append(resource.c.res_id.in_(query.ids))
     for op, when in query.last_updated:
         conds.append(_OPS[op](resource.c.last_updated, datetime_to_micros(when)))
-    if decision.patients is not None:
-        # Directory resources have no compartment; patient data only within the decision.
-        conds.append(
-            or_(resource.c.compartment.is_(None), resource.c.compartment.in_(decision.patients))
-        )
+    scope = decision.search_filter(res_type, query.echo, resource.c.compartment)
+    if scope is not None and res_type not in DIRECTORY_TYPES:
+        # Patient data only within the decision, as `compartment IN (subquery)` on the
+        # care-relationship index: `total` counts only permitted patients, and the database
+        # drives the search from the caller's patients (index on compartment), so its cost
+        # follows the caller's scope, not the size of the hospital. (Patient-data resources
+        # outside any compartment are for unrestricted decisions only, as on reads.)
+        conds.append(scope)
     return conds
 
 
@@ -123,7 +160,11 @@ def _matching(res_type: str, digests: list[bytes]) -> Select[tuple[str]]:
 
 
 def _open_rows(
-    store: ResourceStore, conn: Connection, res_type: str, rows: Sequence[Any]
+    store: ResourceStore,
+    conn: Connection,
+    decision: Decision,
+    res_type: str,
+    rows: Sequence[Any],
 ) -> list[Stored]:
     owners = {owner_of(r.compartment) for r in rows}
     keys = store.keyring.keys_for(conn, owners)
@@ -131,5 +172,6 @@ def _open_rows(
     for r in rows:
         owner = owner_of(r.compartment)
         body = open_resource(keys.get(owner), r.payload, res_type, r.res_id, r.version, owner)
+        body = decision.view(res_type, body)
         out.append(Stored(res_type, r.res_id, r.version, r.last_updated, body))
     return out

@@ -241,7 +241,9 @@ def test_load_key_provider_file(tmp_path: Path) -> None:
 def test_load_key_provider_rejects_bad_settings(tmp_path: Path) -> None:
     with pytest.raises(KeyProviderUnavailable, match="unknown key provider"):
         load_key_provider("vault", tmp_path)
-    with pytest.raises(KeyProviderUnavailable, match="missing: token_label, pin"):
+    with pytest.raises(KeyProviderUnavailable, match="missing: token_label, pin_env or pin_file"):
         load_key_provider("pkcs11", tmp_path, library_path="/x.so")
+    with pytest.raises(KeyProviderUnavailable, match="must not be written in the configuration"):
+        load_key_provider("pkcs11", tmp_path, library_path="/x.so", token_label="t", pin="1")
     with pytest.raises(KeyProviderUnavailable, match="no settings"):
         load_key_provider("file", tmp_path, pin="1234")

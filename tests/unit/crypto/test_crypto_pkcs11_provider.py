@@ -222,13 +222,16 @@ def test_concurrent_wraps_and_unwraps(hsm: Pkcs11KeyProvider) -> None:
     assert errors == []
 
 
-def test_load_key_provider_pkcs11(softhsm_token: SoftHsmToken, kek_prefix: str) -> None:
+def test_load_key_provider_pkcs11(
+    softhsm_token: SoftHsmToken, kek_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_HSM_PIN", softhsm_token.pin)
     provider = load_key_provider(
         "pkcs11",
         Path("/unused"),
         library_path=softhsm_token.library_path,
         token_label=softhsm_token.token_label,
-        pin=softhsm_token.pin,
+        pin_env="TEST_HSM_PIN",
         key_label_prefix=kek_prefix,
     )
     assert isinstance(provider, Pkcs11KeyProvider)

@@ -31,7 +31,11 @@ def upgrade() -> None:
         sa.Column("totp_last_step", sa.BigInteger(), nullable=False),
         sa.Column("created", sa.BigInteger(), nullable=False),
         sa.Column("disabled", sa.Boolean(), nullable=False),
+        sa.Column("rpps", sa.String(length=11), nullable=True),
+        sa.Column("locked_at", sa.BigInteger(), nullable=True),
+        sa.Column("password_changed", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_account")),
+        sa.UniqueConstraint("rpps", name=op.f("uq_account_rpps")),
         sa.UniqueConstraint("username", name=op.f("uq_account_username")),
     )
     op.create_table(
@@ -49,6 +53,8 @@ def upgrade() -> None:
         sa.Column("expires", sa.BigInteger(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("used", sa.Boolean(), nullable=False),
+        sa.Column("first_factor", sa.String(length=60), nullable=False),
+        sa.Column("webauthn_challenge", sa.LargeBinary(length=64), nullable=True),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_mfa_challenge")),
     )
     op.create_table(
@@ -92,6 +98,11 @@ def upgrade() -> None:
         sa.Column("expires", sa.BigInteger(), nullable=False),
         sa.Column("last_seen", sa.BigInteger(), nullable=False),
         sa.Column("revoked", sa.Boolean(), nullable=False),
+        sa.Column("factor_at", sa.BigInteger(), nullable=False),
+        sa.Column("factors", sa.String(length=80), nullable=False),
+        sa.Column("scope", sa.String(length=16), nullable=False),
+        sa.Column("revoked_at", sa.BigInteger(), nullable=True),
+        sa.Column("revoked_reason", sa.String(length=40), nullable=True),
         sa.PrimaryKeyConstraint("token_hash", name=op.f("pk_session")),
         sa.UniqueConstraint("id", name=op.f("uq_session_id")),
     )

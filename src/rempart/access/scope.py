@@ -1,0 +1,341 @@
+"""Which patient compartments a decision covers, answered in SQL on plaintext metadata only.
+
+A scope never loads a clinician's patient list into memory: a read asks one indexed question
+("is this actor linked to this patient?"), and a search joins the same question as a subquery,
+so a clinician with thousands of patients costs what a clinician with three does, and `total`
+only ever counts permitted patients. Nothing here opens a key or a blob.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Protocol
+
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    Connection,
+    Select,
+    and_,
+    bindparam,
+    exists,
+    false,
+    literal,
+    or_,
+    select,
+    union,
+    union_all,
+)
+
+from rempart.access import relations
+from rempart.access.tables import (
+    break_glass,
+    care_link,
+    export_member,
+    unit_membership,
+    unit_parent,
+)
+from rempart.store.tables import resource
+
+BREAK_GLASS = "break-the-glass"
+
+
+class PatientScope(Protocol):
+    """The patient half of a decision (the type half is a plain set on the Decision)."""
+
+    @property
+    def everyone(self) -> bool: ...
+
+    def covers(self, conn: Connection, patient: str) -> str | None:
+        """The care relationship that covers `patient`, or None."""
+
+    def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        """A SQL condition on a compartment column; None means no restriction."""
+
+    def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
+        """Whether writing `body` (an admission) brings its patient into scope."""
+
+    def describe(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Everyone:
+    """The local operator's bulk commands (seed, import) and integration clients' writes."""
+
+    reason: str
+
+    @property
+    def everyone(self) -> bool:
+        return True
+
+    def covers(self, conn: Connection, patient: str) -> str | None:
+        return self.reason
+
+    def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        return None
+
+    def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
+        return self.reason
+
+    def describe(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class Nobody:
+    reason: str
+
+    @property
+    def everyone(self) -> bool:
+        return False
+
+    def covers(self, conn: Connection, patient: str) -> str | None:
+        return None
+
+    def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        return false()
+
+    def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class Fixed:
+    """A patient's own record."""
+
+    patients: frozenset[str]
+    reason: str
+
+    @property
+    def everyone(self) -> bool:
+        return False
+
+    def covers(self, conn: Connection, patient: str) -> str | None:
+        return self.reason if patient in self.patients else None
+
+    def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        return compartment.in_(sorted(self.patients)) if self.patients else false()
+
+    def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        return self.reason
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """The patients of one approved export (their ids are in `export_member`)."""
+
+    export_id: str
+
+    @property
+    def everyone(self) -> bool:
+        return False
+
+    def _members(self) -> Select[tuple[str]]:
+        return select(export_member.c.patient).where(export_member.c.export_id == self.export_id)
+
+    def covers(self, conn: Connection, patient: str) -> str | None:
+        found = conn.execute(
+            self._members().where(export_member.c.patient == patient).limit(1)
+        ).first()
+        return self.describe() if found else None
+
+    def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        return compartment.in_(self._members())
+
+    def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        return f"approved cohort export {self.export_id}"
+
+
+@dataclass(frozen=True)
+class Relationships:
+    """Care relationships of one account, from `care_link`, plus its live break-the-glass grants.
+
+    Clinicians: `personal` kinds (participant, team, gp) on their Practitioner within the care
+    window, `stay` links on the units they belong to (current stays only), the records they
+    registered, and break-the-glass. Secretaries: `stay` and `visit` links on their units and
+    establishments within the window, and the records they registered.
+    """
+
+    account_id: str
+    practitioner: str | None  # "Practitioner/<id>"
+    personal: tuple[str, ...]
+    places: tuple[str, ...]
+    break_glass: bool
+    since: int  # links that ended before this (microseconds) no longer count
+    now: int
+    label: str
+
+    @property
+    def everyone(self) -> bool:
+        return False
+
+    @property
+    def account_ref(self) -> str:
+        return f"Account/{self.account_id}"
+
+    def describe(self) -> str:
+        return self.label
+
+    @property
+    def _shape(self) -> _Shape:
+        return _Shape(self.personal if self.practitioner else (), self.places, self.break_glass)
+
+    def _values(self) -> dict[str, Any]:
+        return {
+            "scope_account": self.account_id,
+            "scope_account_ref": self.account_ref,
+            "scope_practitioner": self.practitioner or "",
+            "scope_since": self.since,
+            "scope_now": self.now,
+        }
+
+    def covers(self, conn: Connection, patient: str) -> str | None:
+        # One prepared statement per shape of scope, reused: building and caching a SQLAlchemy
+        # statement per read costs more than the indexed lookup itself.
+        params = {**self._values(), "scope_patient": patient}
+        kind = conn.execute(_covers_statement(self._shape), params).scalar()
+        return None if kind is None else _explain(str(kind))
+
+    def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
+        values = self._values()
+        return compartment.in_(_scope_subquery(self._shape, values))
+
+    def _units(self) -> CTE:
+        return _units_cte(bindparam("scope_account", self.account_id))
+
+    def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
+        """An admission or appointment in one of the account's units brings its patient in."""
+        if not self.places or body.get("resourceType") != "Encounter":
+            return None
+        places = {
+            link.actor
+            for link in relations.links_of(body, now=self.now)
+            if link.kind in (relations.STAY, relations.VISIT)
+        }
+        if not places:
+            return None
+        units = self._units()
+        hit = conn.execute(
+            select(units.c.unit).where(units.c.unit.in_(sorted(places))).limit(1)
+        ).first()
+        return "admission in a unit of this account" if hit else None
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """What varies between scopes' SQL (not the values): cached statements are keyed on it."""
+
+    personal: tuple[str, ...]  # empty when the account is linked to no practitioner
+    places: tuple[str, ...]
+    break_glass: bool
+
+
+def _units_cte(account: Any) -> CTE:
+    # Units the account belongs to, and everything under them in the directory (a membership of
+    # an establishment covers its units and their locations). UNION (not UNION ALL) stops on a
+    # cycle in bad directory data instead of looping.
+    base = select(unit_membership.c.unit.label("unit")).where(
+        unit_membership.c.account_id == account
+    )
+    units = base.cte("member_units", recursive=True)
+    below = select(unit_parent.c.child).join(units, unit_parent.c.parent == units.c.unit)
+    return units.union(below)
+
+
+def _param(name: str, values: dict[str, Any] | None) -> Any:
+    return bindparam(name) if values is None else bindparam(name, values[name])
+
+
+def _link_conditions(
+    shape: _Shape, units: CTE, values: dict[str, Any] | None
+) -> list[ColumnElement[bool]]:
+    since = _param("scope_since", values)
+    recent = or_(care_link.c.until.is_(None), care_link.c.until >= since)
+    conds: list[ColumnElement[bool]] = [
+        and_(
+            care_link.c.actor == _param("scope_account_ref", values),
+            care_link.c.kind == relations.REGISTRANT,
+            care_link.c.until >= since,
+        )
+    ]
+    if shape.personal:
+        conds.append(
+            and_(
+                care_link.c.actor == _param("scope_practitioner", values),
+                care_link.c.kind.in_(shape.personal),
+                recent,
+            )
+        )
+    if shape.places:
+        conds.append(
+            and_(
+                care_link.c.kind.in_(shape.places),
+                recent,
+                care_link.c.actor.in_(select(units.c.unit)),
+            )
+        )
+    return conds
+
+
+@lru_cache(maxsize=32)
+def _covers_statement(shape: _Shape) -> Select[Any]:
+    """Is this patient linked to this account? (Unvalued parameters, bound at execution.)"""
+    units = _units_cte(bindparam("scope_account"))
+    patient: Any = bindparam("scope_patient")
+    linked = select(care_link.c.kind).where(
+        care_link.c.patient == patient, or_(*_link_conditions(shape, units, None))
+    )
+    if not shape.break_glass:
+        return linked.limit(1)
+    granted = select(literal(BREAK_GLASS)).where(
+        break_glass.c.account_id == bindparam("scope_account"),
+        break_glass.c.patient == patient,
+        break_glass.c.expires > bindparam("scope_now"),
+    )
+    return union_all(linked, granted).limit(1)  # type: ignore[return-value]
+
+
+def _scope_subquery(shape: _Shape, values: dict[str, Any]) -> Any:
+    """The account's patients, as a subquery for `compartment IN (...)` (values bound)."""
+    units = _units_cte(bindparam("scope_account", values["scope_account"]))
+    parts: list[Select[Any]] = [
+        select(care_link.c.patient).where(cond) for cond in _link_conditions(shape, units, values)
+    ]
+    if shape.break_glass:
+        parts.append(
+            select(break_glass.c.patient).where(
+                break_glass.c.account_id == bindparam("scope_account", values["scope_account"]),
+                break_glass.c.expires > bindparam("scope_now", values["scope_now"]),
+            )
+        )
+    return union(*parts) if len(parts) > 1 else parts[0]
+
+
+def compartment_is_empty(conn: Connection, patient: str) -> bool:
+    """No record of any type belongs to `patient` yet (a Patient being created)."""
+    return not conn.execute(select(exists().where(resource.c.compartment == patient))).scalar()
+
+
+_REASONS = {
+    relations.PARTICIPANT: "participant in an encounter of the patient (ongoing or recent)",
+    relations.STAY: "the patient currently stays in a unit of this account",
+    relations.VISIT: "the patient has a stay or an appointment in this account's establishment",
+    relations.TEAM: "member of the patient's care team",
+    relations.GP: "the patient's declared treating physician",
+    relations.REGISTRANT: "registered this patient record",
+    BREAK_GLASS: "break-the-glass grant",
+}
+
+
+def _explain(kind: str) -> str:
+    return _REASONS.get(kind, kind)

@@ -1,0 +1,182 @@
+"""One audit transaction: records in, leaf hashes computed, the Merkle log extended, committed.
+
+Used by one thread at a time (the current group-commit leader, see `log.py`). Several
+processes may append to one log: each transaction takes the database's writer lock (BEGIN
+IMMEDIATE on SQLite, an advisory lock on PostgreSQL), reads the last checkpoint and continues
+from its compact range if another process appended meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select
+
+from rempart.audit.entry import COLUMNS, Sealer, row_leaf, to_row
+from rempart.audit.merkle import Frontier
+from rempart.audit.records import AuditRecord
+from rempart.audit.tables import audit_batch
+from rempart.clock import now_micros
+
+log = logging.getLogger("rempart.audit")
+
+_PG_LOCK = 0x72656D70_61756474  # "rempaudt": the advisory lock that serialises appenders
+
+AlertFn = Callable[[str, str, dict[str, Any]], None]
+
+
+class TamperingDetected(RuntimeError):
+    """The database no longer holds what this writer committed."""
+
+
+class Sql:
+    """The writer's statements in the driver's parameter style, built once per dialect."""
+
+    _cache: dict[str, Sql] = {}  # noqa: RUF012  (a per-process memo, never per instance)
+
+    def __init__(self, dialect: str, mark: str) -> None:
+        names = ", ".join((*COLUMNS, "leaf_hash"))
+        marks = ", ".join([mark] * (len(COLUMNS) + 1))
+        values = ", ".join([mark] * 4)
+        self.begin = "BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN"
+        self.lock = f"SELECT pg_advisory_xact_lock({mark})" if dialect != "sqlite" else None
+        self.latest = "SELECT size, frontier FROM audit_batch ORDER BY size DESC LIMIT 1"
+        # Fixed table and column names and the driver's placeholder: nothing from a request.
+        self.event = f"INSERT INTO audit_event ({names}) VALUES ({marks})"  # noqa: S608
+        self.node = f"INSERT INTO audit_node (level, idx, hash) VALUES ({mark}, {mark}, {mark})"  # noqa: S608
+        self.batch = f"INSERT INTO audit_batch (size, first, at, frontier) VALUES ({values})"  # noqa: S608
+
+    @classmethod
+    def of(cls, conn: Connection) -> Sql:
+        key = conn.dialect.name
+        if key not in cls._cache:
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            cls._cache[key] = cls(key, mark)
+        return cls._cache[key]
+
+
+class LogWriter:
+    def __init__(self, engine: Engine, sealer: Sealer, alert: AlertFn | None) -> None:
+        self.engine = engine
+        self.sealer = sealer
+        self._alert = alert
+        self._conn: Connection | None = None
+        # The compact range after our last commit; replaced whole, never changed in place,
+        # so the head signer can read it from another thread.
+        self.frontier: Frontier | None = None
+
+    def _connection(self) -> Connection:
+        if self._conn is None:
+            # Our own transaction control: BEGIN IMMEDIATE takes SQLite's writer lock up front,
+            # so the read of the last checkpoint and the inserts see one consistent log.
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if conn.dialect.name == "sqlite":
+                # The indexes take keys in random order (accounts, patients): with SQLite's
+                # default 2 MB page cache, a log of millions of rows turns each insert into
+                # disk reads. 64 MB, for this one connection.
+                conn.exec_driver_sql("PRAGMA cache_size = -65536")
+            self._conn = conn
+        return self._conn
+
+    def drop(self) -> None:
+        """Forget the connection (after a failure) and re-read the log on the next commit."""
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()
+                self._conn.close()
+            except Exception:
+                log.debug("audit connection close failed", exc_info=True)
+            self._conn = None
+        self.frontier = None
+
+    def append(self, records: list[AuditRecord]) -> None:
+        conn = self._connection()
+        sql = Sql.of(conn)
+        # The driver's own cursor: a commit is a handful of fixed statements, and at one
+        # commit per request (a quiet server) SQLAlchemy's per-statement work would cost more
+        # than SQLite itself.
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.execute(sql.begin)
+            if sql.lock:
+                cur.execute(sql.lock, (_PG_LOCK,))
+            cur.execute(sql.latest)
+            frontier = self._synced(cur.fetchone()).copy()
+            first = frontier.size
+            rows: list[tuple[Any, ...]] = []
+            nodes: list[tuple[int, int, bytes]] = []
+
+            def on_node(level: int, idx: int, h: bytes) -> None:
+                nodes.append((level, idx, h))
+
+            sealer, add = self.sealer, frontier.append
+            for record in records:
+                row = to_row(frontier.size, record, sealer)
+                leaf = row_leaf(row)
+                add(leaf, on_node)
+                rows.append((*row, leaf))
+            try:
+                cur.executemany(sql.event, rows)
+            except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+                self.tampered(
+                    "audit-log-foreign-row",
+                    f"a record at position {first} or later exists that this writer did not "
+                    "write: someone inserted rows into audit_event directly",
+                    {"position": first},
+                )
+                raise
+            if nodes:
+                cur.executemany(sql.node, nodes)
+            cur.execute(sql.batch, (frontier.size, first, now_micros(), frontier.pack()))
+            cur.execute("COMMIT")
+        except BaseException:
+            try:
+                cur.execute("ROLLBACK")
+            except Exception:
+                log.debug("audit rollback failed", exc_info=True)
+            raise
+        finally:
+            cur.close()
+        self.frontier = frontier
+
+    def _synced(self, latest: Any) -> Frontier:
+        """Our compact range, re-read if another process appended; a log that shrank is
+        tampering (rows and checkpoints are never deleted above the pruning point)."""
+        known = self.frontier
+        if latest is None:
+            if known is not None and known.size > 0:
+                self.tampered(
+                    "audit-log-truncated",
+                    f"the audit log had {known.size} records and now has no batch at all",
+                    {"expected_size": known.size},
+                )
+                raise TamperingDetected("audit batches vanished")
+            return Frontier()
+        if known is None or latest[0] > known.size:
+            # First commit of this process, or another process appended since our last one.
+            return Frontier.unpack(int(latest[0]), bytes(latest[1]))
+        if latest[0] < known.size:
+            self.tampered(
+                "audit-log-truncated",
+                f"the audit log shrank from {known.size} to {latest[0]} records",
+                {"expected_size": known.size, "found_size": int(latest[0])},
+            )
+            raise TamperingDetected("audit batches vanished")
+        return known
+
+    def stored_frontier(self) -> Frontier:
+        """The log's compact range as the database has it (before this process commits)."""
+        with self.engine.connect() as conn:
+            latest = conn.execute(
+                select(audit_batch.c.size, audit_batch.c.frontier)
+                .order_by(audit_batch.c.size.desc())
+                .limit(1)
+            ).first()
+        return self._synced(latest)
+
+    def tampered(self, kind: str, message: str, details: dict[str, Any]) -> None:
+        log.critical("audit log tampering: %s", message)
+        if self._alert is not None:
+            self._alert(kind, message, details)

@@ -1,0 +1,152 @@
+"""The policy decides from the care-relationship index, on both databases: which patients a
+clinician, a front desk or a patient reaches, and that searches count only those."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from rempart.access import membership
+from rempart.access.pdp import Principal, decide
+from rempart.access.roles import Role
+from rempart.access.settings import PolicySettings
+from rempart.errors import Forbidden
+from rempart.fhir import parse_search
+from rempart.store.search import search
+from rempart.wiring import Services
+from tests.unit.access.support import SYSTEM, encounter, patient, practitioner, unit, write
+
+
+def day(offset: int) -> str:
+    return (datetime.now(UTC) + timedelta(days=offset)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def clinician(pract: str | None, *units: str, services: Services) -> Principal:
+    account_id = str(uuid.uuid4())
+    with services.engine.begin() as conn:
+        for u in units:
+            membership.add(conn, account_id, u, None)
+    return Principal(account_id, "dr", Role.CLINICIAN, pract, None)
+
+
+def visible(services: Services, who: Principal, ids: list[str], **kw: int) -> set[str]:
+    decision = decide(who, PolicySettings(dict(kw)))
+    query = parse_search("Patient", [("_count", "200")])
+    found, total = search(services.store, decision, query)
+    assert total == len(found)
+    return {s.res_id for s in found} & set(ids)
+
+
+def test_clinician_reaches_exactly_their_care_relationships(services: Services) -> None:
+    me, colleague = practitioner(services), practitioner(services)
+    ward = unit(services)
+    attending = patient(services)
+    encounter(services, attending, attender=me)
+    recent = patient(services)
+    encounter(services, recent, status="finished", attender=me, start=day(-12), end=day(-10))
+    old = patient(services)
+    encounter(services, old, status="finished", attender=me, start=day(-42), end=day(-40))
+    in_ward = patient(services)
+    stay = encounter(services, in_ward, provider=ward, attender=colleague)
+    cared = patient(services)
+    write(
+        services,
+        {
+            "resourceType": "CareTeam",
+            "status": "active",
+            "subject": {"reference": f"Patient/{cared}"},
+            "participant": [{"member": {"reference": me}}],
+        },
+    )
+    treated = patient(services, generalPractitioner=[{"reference": me}])
+    stranger = patient(services)
+    encounter(services, stranger, attender=colleague)
+    everyone = [attending, recent, old, in_ward, cared, treated, stranger]
+
+    who = clinician(me, ward, services=services)
+    assert visible(services, who, everyone) == {attending, recent, in_ward, cared, treated}
+    # The care window is a setting (changed through a four-eyes request).
+    wider = visible(services, who, everyone, **{"policy.care_window_days": 60})
+    assert old in wider
+
+    decision = decide(who)
+    assert services.store.read(decision, "Patient", treated).json()["id"] == treated
+    assert "treating physician" in decision.explain(treated)
+    assert decision.explain() == decision.explain(treated)  # what the audit record says
+    for pid in (stranger, old, "no-such-patient"):
+        with pytest.raises(Forbidden) as refused:
+            services.store.read(decide(who), "Patient", pid)
+        assert refused.value.message == f"access to Patient/{pid} is not permitted"
+
+    # The stay ends: the unit's members lose the patient, the attending keeps them a while.
+    body = services.store.read(SYSTEM, "Encounter", stay).json()
+    body.update(status="finished", period={"start": day(-2), "end": day(-1)})
+    services.store.update(SYSTEM, "Encounter", stay, body)
+    assert in_ward not in visible(services, who, everyone)
+    assert in_ward in visible(services, clinician(colleague, services=services), everyone)
+
+
+def test_a_unit_membership_of_an_establishment_covers_its_units(services: Services) -> None:
+    site = unit(services)
+    ward = unit(services, parent=site)
+    pid = patient(services)
+    encounter(services, pid, provider=ward)
+    who = clinician(None, site, services=services)
+    assert visible(services, who, [pid]) == {pid}
+    assert visible(services, clinician(None, services=services), [pid]) == set()
+
+
+def test_writes_stay_within_the_scope(services: Services) -> None:
+    me = practitioner(services)
+    mine, other = patient(services), patient(services)
+    encounter(services, mine, attender=me)
+    decision = decide(clinician(me, services=services))
+    observation = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "pouls"},
+    }
+    services.store.create(decision, {**observation, "subject": {"reference": f"Patient/{mine}"}})
+    with pytest.raises(Forbidden):
+        services.store.create(
+            decision, {**observation, "subject": {"reference": f"Patient/{other}"}}
+        )
+    # Changing someone's record to name yourself is refused like reading it.
+    body = services.store.read(SYSTEM, "Patient", other).json()
+    body["generalPractitioner"] = [{"reference": me}]
+    with pytest.raises(Forbidden):
+        services.store.update(decision, "Patient", other, body)
+
+
+def test_a_registered_patient_is_its_registrants_only(services: Services) -> None:
+    me = clinician(practitioner(services), services=services)
+    created = services.store.create(decide(me), {"resourceType": "Patient", "gender": "male"})
+    assert services.store.read(decide(me), "Patient", created.res_id).res_id == created.res_id
+    with pytest.raises(Forbidden):
+        services.store.read(decide(clinician(None, services=services)), "Patient", created.res_id)
+
+
+def test_patients_administrators_and_integration_clients(services: Services) -> None:
+    own, other = patient(services), patient(services)
+    me = Principal("p", "patient.x", Role.PATIENT, None, f"Patient/{own}")
+    assert visible(services, me, [own, other]) == {own}
+    with pytest.raises(Forbidden):
+        services.store.read(decide(me), "Patient", other)
+    for role in (Role.ADMIN, Role.SECURITY_OFFICER, Role.INTEGRATION):
+        who = Principal("x", "x", role, None, f"Patient/{own}")
+        with pytest.raises(Forbidden):
+            services.store.read(decide(who), "Patient", own)
+        with pytest.raises(Forbidden):
+            search(services.store, decide(who), parse_search("Patient", []))
+    feed = Principal("i", "lab", Role.INTEGRATION, None, None)
+    result = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"text": "glycémie"},
+        "subject": {"reference": f"Patient/{other}"},
+    }
+    written = services.store.create(decide(feed), result)  # a result feed writes, blind
+    with pytest.raises(Forbidden):
+        services.store.read(decide(feed), "Observation", written.res_id)
