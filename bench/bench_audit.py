@@ -31,6 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench_ingest import code_under_test, machine_facts, pg_available, scratch_database
 from sqlalchemy import func, select
@@ -266,10 +267,122 @@ def bench_verify(svc: Services, n: int) -> list[str]:
     return lines
 
 
+# ---- the same over HTTP: a real server, wrk, with and without the audit record ----------------
+
+
+def serve_for_bench(home: str, port: str, mode: str) -> None:
+    """`bench_audit.py _serve HOME PORT with|without`: one uvicorn process on the app; for
+    "without", this process's RecordService gets the no-op sink (the baseline only)."""
+    import uvicorn
+
+    from rempart.api.app import create_app
+
+    svc = open_services(load_settings(Path(home)), pool_size=20)
+    if mode == "without":
+        svc.records.audit = _NoAudit()
+    uvicorn.run(create_app(svc), host="127.0.0.1", port=int(port), log_level="warning")
+
+
+def _clinician(base: str, credentials: Path) -> str:
+    """A token of a clinician whose care relationships reach some patients (the policy
+    narrows each to their own), logged in as a client would."""
+    import json
+
+    import pyotp
+    from bench_http import collect_paths
+
+    accounts = json.loads(credentials.read_text())["accounts"]
+    clinicians = [a for a in accounts if a["role"] == "clinician"][2:]  # tests log in the first
+    best, best_count = "", 0
+    for acct in clinicians[-12:]:
+        first = httpx_post(
+            base, "/auth/login", {"username": acct["username"], "password": acct["password"]}
+        )
+        code = pyotp.TOTP(acct["totp_secret"]).now()
+        body = {"mfa_token": first["mfa_token"], "code": code}
+        token = str(httpx_post(base, "/auth/mfa", body)["access_token"])
+        count = len(collect_paths(base, token, 200)["read"])
+        if count > best_count:
+            best, best_count = token, count
+    if best_count < 3:
+        raise RuntimeError("no clinician reaches 3 patients; seed more patients")
+    return best
+
+
+def httpx_post(base: str, path: str, body: dict[str, str]) -> dict[str, Any]:
+    import httpx
+
+    response = httpx.post(base + path, json=body, timeout=30)
+    response.raise_for_status()
+    doc: dict[str, Any] = response.json()
+    return doc
+
+
+def bench_http(patients: int, seconds: int, rounds: int, connections: int) -> list[str]:
+    import contextlib
+    import json
+    import os
+    import signal
+    import subprocess
+
+    import httpx
+    from bench_http import LUA, collect_paths, free_port, run_wrk
+    from bench_ingest import rempart
+
+    tmp = Path(tempfile.mkdtemp(prefix="rempart-bench-audit-http-"))
+    home, creds = tmp / "home", tmp / "credentials.json"
+    rempart(home, None, "seed", "--patients", str(patients), "--credentials-out", str(creds))
+    token = ""
+    results: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
+    try:
+        for _ in range(rounds):
+            for mode in ("with", "without"):
+                port = free_port()
+                proc = subprocess.Popen(
+                    [sys.executable, __file__, "_serve", str(home), str(port), mode],
+                    start_new_session=True,
+                    stderr=subprocess.DEVNULL,
+                )
+                base = f"http://127.0.0.1:{port}"
+                try:
+                    for _wait in range(200):
+                        with contextlib.suppress(httpx.HTTPError):
+                            if httpx.get(base + "/fhir/metadata").status_code == 200:
+                                break
+                        time.sleep(0.2)
+                    token = token or _clinician(base, creds)
+                    paths = collect_paths(base, token, 400)["read"]
+                    (tmp / "read.paths").write_text("\n".join(paths) + "\n")
+                    (tmp / "rotate.lua").write_text(LUA)
+                    args = (base, tmp / "rotate.lua", tmp / "read.paths", token, connections)
+                    run_wrk(*args, 2, proc.pid, None)  # warm-up
+                    r = run_wrk(*args, seconds, proc.pid, None)
+                    rps = r["requests"] / (r["duration_us"] / 1e6)
+                    results[mode].append((rps, 1000 * r["server_cpu"] / rps))
+                    print(f"  {mode}: {json.dumps(r)}", file=sys.stderr, flush=True)
+                finally:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                    proc.wait(timeout=20)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    w, wo = max(results["with"]), max(results["without"])
+    cpu_w = min(c for _, c in results["with"])
+    cpu_wo = min(c for _, c in results["without"])
+    return [
+        f"| protected read over HTTP (GET /fhir/Patient/{{id}}, 1 server process, wrk -c"
+        f"{connections}) | with audit {w[0]:,.0f} req/s ({cpu_w:.2f} ms server CPU/req) | "
+        f"without {wo[0]:,.0f} req/s ({cpu_wo:.2f} ms) | throughput ratio {w[0] / wo[0]:.2f}, "
+        f"CPU ratio {cpu_w / cpu_wo:.2f} (best of {rounds} x {seconds} s, interleaved) |"
+    ]
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["_serve"]:
+        serve_for_bench(*argv[1:4])
+        return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--only", nargs="*", choices=["append", "read", "verify"])
+    parser.add_argument("--only", nargs="*", choices=["append", "read", "http", "verify"])
     parser.add_argument("--threads", type=int, nargs="+", default=[32, 128, 512])
     parser.add_argument("--append-records", type=int, default=100_000)
     parser.add_argument("--read-patients", type=int, default=300)
@@ -281,13 +394,17 @@ def main(argv: list[str]) -> int:
     if args.backend == "postgresql" and not pg_available():
         print("PostgreSQL not reachable: skipping", file=sys.stderr)
         return 0
-    wanted = set(args.only or ["append", "read", "verify"])
+    wanted = set(args.only or ["append", "read", "http", "verify"])
     print(f"- machine: {machine_facts()}")
     print(f"- code: {code_under_test()}")
     print(f"- command: `.venv/bin/python bench/bench_audit.py {' '.join(argv)}`".rstrip())
     print(f"- backend: {args.backend}\n")
     print("| scenario | size | result | | | |")
     print("|---|---|---|---|---|---|")
+    if "http" in wanted and args.backend == "sqlite":
+        rows = bench_http(args.read_patients, int(args.read_seconds), args.read_rounds, 32)
+        for row in rows:
+            print(row, flush=True)
     for name in ("append", "read", "verify"):
         if name not in wanted:
             continue

@@ -284,34 +284,18 @@ def search_queries(services: Services, count: int) -> list[tuple[str, str, list[
     out: list[tuple[str, str, list[tuple[str, str]]]] = []
     for pid in rng.sample(ids, min(count, len(ids))):
         body = services.store.read(SYSTEM, "Patient", pid).json()
-        name = body["name"][0]
-        out.append(
-            ("Patient?family=<3-letter prefix>", "Patient", [("family", name["family"][:3])])
-        )
-        out.append(
-            (
-                "Patient?family=<exact>&given=<exact>",
-                "Patient",
-                [("family:exact", name["family"]), ("given:exact", name["given"][0])],
-            )
-        )
-        ident = body["identifier"][0]
-        out.append(
-            (
-                "Patient?identifier=<system>|<NIR>",
-                "Patient",
-                [("identifier", f"{ident['system']}|{ident['value']}")],
-            )
-        )
-        out.append(("Patient?birthdate=<day>", "Patient", [("birthdate", body["birthDate"])]))
-        out.append(("Observation?patient=<id>", "Observation", [("patient", pid)]))
-        out.append(
-            (
-                "Observation?patient=<id>&code=<LOINC>",
-                "Observation",
-                [("patient", pid), ("code", "http://loinc.org|8867-4")],
-            )
-        )
+        name, ident = body["name"][0], body["identifier"][0]
+        exact = [("family:exact", name["family"]), ("given:exact", name["given"][0])]
+        loinc = [("patient", pid), ("code", "http://loinc.org|8867-4")]
+        nir = f"{ident['system']}|{ident['value']}"
+        out += [
+            ("Patient?family=<3-letter prefix>", "Patient", [("family", name["family"][:3])]),
+            ("Patient?family=<exact>&given=<exact>", "Patient", exact),
+            ("Patient?identifier=<system>|<NIR>", "Patient", [("identifier", nir)]),
+            ("Patient?birthdate=<day>", "Patient", [("birthdate", body["birthDate"])]),
+            ("Observation?patient=<id>", "Observation", [("patient", pid)]),
+            ("Observation?patient=<id>&code=<LOINC>", "Observation", loinc),
+        ]
     return out
 
 

@@ -173,6 +173,7 @@ class AuditLog:
         if self._heads is not None:
             self._heads.join(timeout=self._timeout)
             self._issue_head(force=False)
+        self._writer.close()
         for witness in self._witnesses:
             witness.close()
 

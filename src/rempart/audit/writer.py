@@ -91,6 +91,11 @@ class LogWriter:
             self._conn = None
         self.frontier = None
 
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def append(self, records: list[AuditRecord]) -> None:
         conn = self._connection()
         sql = Sql.of(conn)

@@ -171,7 +171,8 @@ def build_patient(
     ]
     if status in ("VALI", "QUAL"):
         # Mostly since the INS became mandatory; earlier for people who died before 2021.
-        end = death or as_of.toordinal() - 1
+        # A patient born on the reference day has no earlier day to be checked on.
+        end = max(death or as_of.toordinal() - 1, birth)
         checked = rng.randint(max(birth, min(_INS_START, end - 30)), end)
         reliability.append({"url": "validationDate", "valueDate": iso_day(checked)})
 

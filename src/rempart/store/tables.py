@@ -65,6 +65,8 @@ search_index = Table(
     Column("res_type", String(40), primary_key=True),
     Column("digest", LargeBinary(16), primary_key=True),
     Column("res_id", String(64), primary_key=True),
+    # The primary key is the whole row: without a rowid SQLite stores it once, not twice.
+    sqlite_with_rowid=False,
 )
 
 data_key = Table(

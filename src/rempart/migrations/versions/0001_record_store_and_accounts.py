@@ -88,6 +88,8 @@ def upgrade() -> None:
         sa.Column("digest", sa.LargeBinary(length=16), nullable=False),
         sa.Column("res_id", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("res_type", "digest", "res_id", name=op.f("pk_search_index")),
+        # The primary key is the whole row: without a rowid SQLite stores it once, not twice.
+        sqlite_with_rowid=False,
     )
     op.create_table(
         "session",
