@@ -7,8 +7,6 @@ Create Date: 2026-11-29 15:10:03.809859
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from alembic import op
 
 
 revision = "0003"
