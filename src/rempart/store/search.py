@@ -19,6 +19,7 @@ from rempart.errors import Forbidden, InvalidSearch
 from rempart.fhir import SearchQuery
 from rempart.store.codec import open_resource
 from rempart.store.repository import ResourceStore, Stored, owner_of
+from rempart.store.shred import not_erased
 from rempart.store.tables import resource, resource_version, search_index
 
 # A post-filtered search decrypts its candidates; past this many it must be narrowed instead of
@@ -134,7 +135,11 @@ def _conditions(
     store: ResourceStore, decision: Decision, query: SearchQuery
 ) -> list[ColumnElement[bool]]:
     res_type = query.resource_type
-    conds: list[ColumnElement[bool]] = [resource.c.res_type == res_type]
+    # Erased patients' rows stay (the audit trail refers to them) but are never candidates.
+    conds: list[ColumnElement[bool]] = [
+        resource.c.res_type == res_type,
+        not_erased(resource.c.compartment),
+    ]
     for clause in query.clauses:
         digests = store.blind.digest_many(res_type, clause.param, clause.any_of)
         conds.append(resource.c.res_id.in_(_matching(res_type, digests)))
