@@ -8,7 +8,6 @@ Create Date: 2026-11-29 15:10:03.809859
 from __future__ import annotations
 
 
-
 revision = "0003"
 down_revision = ("0002_access", "0002_audit", "0002_identity", "0002_keys")
 branch_labels = None
