@@ -308,22 +308,12 @@ def _covers_statement(shape: _Shape) -> Select[Any]:
 def _scope_subquery(shape: _Shape, values: dict[str, Any]) -> Any:
     """The account's patients, as a subquery for `compartment IN (...)` (values bound)."""
     units = _units_cte(bindparam("scope_account", values["scope_account"]))
-    conds = _link_conditions(shape, units, values)
-    if shape.places:
-        conds.pop()  # the unit links, as a join below
-    parts: list[Select[Any]] = [select(care_link.c.patient).where(cond) for cond in conds]
-    if shape.places:
-        # Driven from the account's few units through the actor index (`actor IN (cte)` lets
-        # PostgreSQL scan the whole index table instead).
-        since: Any = bindparam("scope_since", values["scope_since"])
-        parts.append(
-            select(care_link.c.patient)
-            .select_from(units.join(care_link, care_link.c.actor == units.c.unit))
-            .where(
-                care_link.c.kind.in_(shape.places),
-                or_(care_link.c.until.is_(None), care_link.c.until >= since),
-            )
-        )
+    # `actor IN (units)` is driven from the account's few units through the actor index on
+    # both databases once they have statistics (ANALYZE); a join form made SQLite scan the index
+    # table instead, and PostgreSQL without statistics scans it either way.
+    parts: list[Select[Any]] = [
+        select(care_link.c.patient).where(cond) for cond in _link_conditions(shape, units, values)
+    ]
     if shape.break_glass:
         parts.append(
             select(break_glass.c.patient).where(
