@@ -10,7 +10,14 @@ import typer
 import uvicorn
 from rich.console import Console
 
-from rempart.config import CONFIG_FILE, Profile, Settings, load_settings, write_config
+from rempart.config import (
+    CONFIG_FILE,
+    Profile,
+    Settings,
+    load_settings,
+    set_profile,
+    write_config,
+)
 from rempart.crypto import CryptoError
 from rempart.crypto.providers import provision_key_provider
 from rempart.store.db import make_engine
@@ -27,8 +34,10 @@ def initialise(settings: Settings, *, profile: Profile | None = None) -> bool:
     # The key file, or the first KEK on the HSM token (its PIN from pin_env / pin_file).
     provision_key_provider(settings.key_provider, settings.home, **settings.key_provider_options)
     config_path = settings.home / CONFIG_FILE
-    if not config_path.exists() or (profile is not None and profile != settings.profile):
+    if not config_path.exists():
         write_config(replace(settings, profile=profile or settings.profile))
+    elif profile is not None and profile != settings.profile:
+        set_profile(settings.home, profile)
     engine = make_engine(settings.database_url, pool_size=1)
     try:
         upgrade(engine)

@@ -90,3 +90,16 @@ def write_config(settings: Settings) -> None:
     lines.append(f'kind = "{settings.key_provider}"')
     lines.extend(f'{k} = "{v}"' for k, v in sorted(settings.key_provider_options.items()))
     (settings.home / CONFIG_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def set_profile(home: Path, profile: Profile) -> None:
+    """Switch the profile of an existing config.toml, keeping every other line a hospital wrote
+    (its `[identity]`, `[guard]`... sections)."""
+    path = home / CONFIG_FILE
+    text = path.read_text(encoding="utf-8")
+    # Top-level keys come before the first table header.
+    head, sep, rest = ("", "[", text[1:]) if text.startswith("[") else text.partition("\n[")
+    kept = [ln for ln in head.splitlines() if not ln.replace(" ", "").startswith("profile=")]
+    kept.insert(1 if kept and kept[0].startswith("#") else 0, f'profile = "{profile}"')
+    body = "\n".join(kept).rstrip("\n") + "\n"
+    path.write_text(body + ("\n[" + rest if sep else ""), encoding="utf-8")

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from rempart.access.pdp import Principal
 from rempart.access.roles import Role
@@ -31,6 +31,28 @@ ENROL = "enrol"  # opened with an enrolment code: may register a factor, nothing
 
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
+
+
+# Built once: every request authenticates, and building the statement cost more than running it.
+_AUTHENTICATE = (
+    select(
+        session.c.id.label("session_id"),
+        session.c.expires,
+        session.c.last_seen,
+        session.c.revoked,
+        session.c.factor_at,
+        session.c.scope,
+        account.c.id,
+        account.c.username,
+        account.c.role,
+        account.c.practitioner,
+        account.c.patient,
+        account.c.disabled,
+        account.c.locked_at,
+    )
+    .select_from(session.join(account, account.c.id == session.c.account_id))
+    .where(session.c.token_hash == bindparam("token_hash"))
+)
 
 
 @dataclass(frozen=True)
@@ -88,25 +110,7 @@ class Sessions:
         now = self._clock()
         token_hash = digest(token)
         with self._engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    session.c.id.label("session_id"),
-                    session.c.expires,
-                    session.c.last_seen,
-                    session.c.revoked,
-                    session.c.factor_at,
-                    session.c.scope,
-                    account.c.id,
-                    account.c.username,
-                    account.c.role,
-                    account.c.practitioner,
-                    account.c.patient,
-                    account.c.disabled,
-                    account.c.locked_at,
-                )
-                .select_from(session.join(account, account.c.id == session.c.account_id))
-                .where(session.c.token_hash == token_hash)
-            ).first()
+            row = conn.execute(_AUTHENTICATE, {"token_hash": token_hash}).first()
         if (
             row is None
             or row.revoked

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from rempart.access import relations
@@ -61,6 +61,28 @@ def refused(decision: Decision, res_type: str, res_id: str) -> Forbidden:
     return Forbidden(f"access to {res_type}/{res_id} is not permitted")
 
 
+# Built once: constructing a SQLAlchemy statement per read cost more than the indexed lookup.
+_READ_CURRENT = (
+    select(
+        resource.c.version,
+        resource.c.compartment,
+        resource.c.last_updated,
+        resource_version.c.payload,
+    )
+    .select_from(
+        resource.join(
+            resource_version,
+            and_(
+                resource_version.c.res_type == resource.c.res_type,
+                resource_version.c.res_id == resource.c.res_id,
+                resource_version.c.version == resource.c.version,
+            ),
+        )
+    )
+    .where(resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
+)
+
+
 class ResourceStore:
     def __init__(self, engine: Engine, keyring: Keyring, blind: BlindIndex) -> None:
         self.engine = engine
@@ -71,25 +93,7 @@ class ResourceStore:
 
     def read(self, decision: Decision, res_type: str, res_id: str) -> Stored:
         with self.engine.connect() as conn:
-            row = conn.execute(
-                select(
-                    resource.c.version,
-                    resource.c.compartment,
-                    resource.c.last_updated,
-                    resource_version.c.payload,
-                )
-                .select_from(
-                    resource.join(
-                        resource_version,
-                        and_(
-                            resource_version.c.res_type == resource.c.res_type,
-                            resource_version.c.res_id == resource.c.res_id,
-                            resource_version.c.version == resource.c.version,
-                        ),
-                    )
-                )
-                .where(resource.c.res_type == res_type, resource.c.res_id == res_id)
-            ).first()
+            row = conn.execute(_READ_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
             if row is None:
                 if decision.restricted or res_type not in decision.read_types:
                     raise refused(decision, res_type, res_id)
