@@ -22,6 +22,7 @@ from rempart.errors import NotAuthenticated
 from rempart.identity.errors import FAILED, LoginFailed
 from rempart.identity.settings import SessionLimits
 from rempart.identity.tables import account, session
+from rempart.store.db import autocommit
 
 SECOND = 1_000_000
 TOUCH_EVERY = 30 * SECOND  # last_seen is rewritten at most this often: a read is not a write
@@ -72,6 +73,7 @@ class Revoked:
 class Sessions:
     def __init__(self, engine: Engine, limits: SessionLimits, clock: Callable[[], int]) -> None:
         self._engine = engine
+        self._reader = autocommit(engine)
         self._limits = limits
         self._clock = clock
 
@@ -109,7 +111,7 @@ class Sessions:
     def authenticate(self, token: str, *, scopes: tuple[str, ...] = (FULL,)) -> Principal:
         now = self._clock()
         token_hash = digest(token)
-        with self._engine.connect() as conn:
+        with self._reader.connect() as conn:
             row = conn.execute(_AUTHENTICATE, {"token_hash": token_hash}).first()
         if (
             row is None

@@ -21,7 +21,16 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     if url.startswith("postgresql://"):
         # psycopg 3 is the driver we ship; plain postgresql:// would pick psycopg2.
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pool_pre_ping: it costs a round trip on every checkout of every request. A connection
+    # that died with the server fails one statement, which makes SQLAlchemy invalidate the whole
+    # pool (that request gets a 503); pool_recycle retires connections a firewall may have cut.
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+
+
+def autocommit(engine: Engine) -> Engine:
+    """The same pool, for single-statement reads on the hot path: no BEGIN, no ROLLBACK round trip
+    (PostgreSQL), no read transaction to hold the WAL back (SQLite). Never for writes."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:

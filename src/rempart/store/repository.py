@@ -30,6 +30,7 @@ from rempart.errors import (
 from rempart.fhir import patient_compartment
 from rempart.store.bulk import bulk_insert
 from rempart.store.codec import index_digests, open_resource, seal_resource
+from rempart.store.db import autocommit
 from rempart.store.keyring import DIRECTORY_OWNER, Keyring
 from rempart.store.tables import resource, resource_version, search_index
 
@@ -86,13 +87,14 @@ _READ_CURRENT = (
 class ResourceStore:
     def __init__(self, engine: Engine, keyring: Keyring, blind: BlindIndex) -> None:
         self.engine = engine
+        self.reader = autocommit(engine)  # reads only: no transaction round trips
         self.keyring = keyring
         self.blind = blind
 
     # ---- reads -------------------------------------------------------------------------------
 
     def read(self, decision: Decision, res_type: str, res_id: str) -> Stored:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             row = conn.execute(_READ_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
             if row is None:
                 if decision.restricted or res_type not in decision.read_types:
@@ -115,7 +117,7 @@ class ResourceStore:
     def _versions(
         self, decision: Decision, res_type: str, res_id: str, *, only: int | None
     ) -> list[Stored]:
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             current = conn.execute(
                 select(resource.c.compartment).where(
                     resource.c.res_type == res_type, resource.c.res_id == res_id
