@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
+from sqlalchemy.exc import OperationalError as DbOperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rempart.crypto import CryptoError
@@ -67,6 +68,13 @@ async def _crypto_error(_request: Request, exc: Exception) -> Response:
     return outcome_response(503, "transient", "the key service is unavailable; no data was sent")
 
 
+async def _database_down(_request: Request, exc: Exception) -> Response:
+    # A lost connection (server restart, failover): SQLAlchemy has invalidated the pool, so the
+    # retry gets fresh connections. Nothing partial was sent.
+    log.error("database unavailable: %s", type(exc).__name__)
+    return outcome_response(503, "transient", "the database is unavailable; retry shortly")
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return outcome_response(500, "exception", "internal error; the request was not completed")
@@ -78,4 +86,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DbIntegrityError, _integrity_error)
     app.add_exception_handler(CryptoError, _crypto_error)
+    app.add_exception_handler(DbOperationalError, _database_down)
     app.add_exception_handler(Exception, _unexpected)
