@@ -1,35 +1,42 @@
-"""Audit log benchmark: append throughput (group commit), the cost of auditing a protected read,
-`audit verify` on a large log, and the breach report on it.
+"""Audit log benchmark: append throughput (group commit), the cost of auditing a protected read
+(in process and over HTTP), `audit verify` on a large log, and the breach report on it.
 
 Scenarios (each in a fresh temporary home; PostgreSQL in a scratch database that is dropped):
-- `append`: P threads, each calling `AuditLog.record()` with one record at a time, as P
-  concurrent requests would; records/s, average records per transaction, p50/p99 latency.
-- `read`: `RecordService.read` (decide -> store read with the care-relationship scope ->
-  decrypt -> durable audit record) from T threads over a seeded hospital, then the same with
-  the service's sink swapped for a no-op *in this benchmark process only* (there is no switch
-  in rempart for that). Service level, no HTTP: the audit share of an HTTP request is smaller.
-- `verify`: a log of N records (1% of them by one account, a signed head every 10,000),
-  written through the real writer in 20,000-record transactions; `audit verify` with 1 and 2
-  processes; then the breach report for that account (N/100 accesses) through the covering
-  index. Wall and CPU seconds are both printed: the machine is shared, CPU time is the steadier.
+- `append`: durable appends as the product makes them. "tickets": the read routes' path
+  (`run_audited`): callers queue their records and their tickets are awaited on an event loop
+  (producer threads submit batches of one-record calls, as request threads do); "threads": P
+  threads each calling `AuditLog.record()` and waiting in place (sign-ins, administration).
+  Records/s, records per transaction, CPU per record.
+- `read`: `RecordService.read` (decide -> scoped store read -> decrypt -> audit record) the way
+  the route runs it: C concurrent coroutines on one event loop, each read in the thread pool
+  through `run_audited`; then the same with the audit log replaced by a no-op sink *in this
+  benchmark process only* (the guard, when wired in front of the log, stays in both).
+- `http`: the same over HTTP: two uvicorn processes on one seeded home, one with the audit log
+  and one with the no-op sink, loaded by `wrk` in turns (with, without, with, ...) in one run.
+- `verify`: a log of N records, then `rempart audit verify` and `rempart breach-report` timed as
+  the operator runs them (see audit_biglog.py).
+
+Every table line carries the load average: the machine is shared, so CPU time per operation is
+the steadier figure and is printed next to each rate.
 
     .venv/bin/python bench/bench_audit.py                          # SQLite, 1M-record verify
-    .venv/bin/python bench/bench_audit.py --verify-records 10000000
+    .venv/bin/python bench/bench_audit.py --only verify --verify-records 10000000
+    .venv/bin/python bench/bench_audit.py --only http --read-seconds 10 --read-rounds 3
     .venv/bin/python bench/bench_audit.py --backend postgresql --only append read
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 import random
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +45,9 @@ from sqlalchemy import func, select
 
 from rempart.access.pdp import Principal
 from rempart.access.roles import Role
-from rempart.audit.heads import HeadVerifier
-from rempart.audit.query import breach_report
+from rempart.audit.durable import Ticket, run_audited
 from rempart.audit.records import AuditRecord
 from rempart.audit.tables import audit_batch
-from rempart.audit.verify import verify_log
 from rempart.bootstrap import initialise
 from rempart.config import load_settings
 from rempart.context import RequestContext
@@ -78,15 +83,25 @@ def open_home(tmp: Path, url: str | None) -> Services:
     return open_services(load_settings(tmp, url), pool_size=20)
 
 
+def load() -> str:
+    return "load " + " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def _batches(svc: Services) -> int:
+    with svc.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(audit_batch)).scalar_one())
+
+
 # ---- append -----------------------------------------------------------------------------------
 
 
-def bench_append(svc: Services, threads: int, total: int, per_call: int = 1) -> str:
+def bench_append_threads(svc: Services, threads: int, total: int, per_call: int = 1) -> str:
+    """P threads, each waiting in place for its records (`record()`)."""
     per = total // threads // per_call
     latencies: list[list[float]] = [[] for _ in range(threads)]
     start_at = time.time_ns() // 1000
@@ -100,8 +115,7 @@ def bench_append(svc: Services, threads: int, total: int, per_call: int = 1) -> 
             svc.audit.record(*recs)
             own.append(time.perf_counter() - t)
 
-    with svc.engine.connect() as conn:
-        batches_before = conn.execute(select(func.count()).select_from(audit_batch)).scalar_one()
+    batches_before = _batches(svc)
     pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
     cpu, wall = time.process_time(), time.perf_counter()
     for t in pool:
@@ -109,16 +123,52 @@ def bench_append(svc: Services, threads: int, total: int, per_call: int = 1) -> 
     for t in pool:
         t.join()
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    with svc.engine.connect() as conn:
-        batches = conn.execute(select(func.count()).select_from(audit_batch)).scalar_one()
     done = per * threads * per_call
     flat = [x for lst in latencies for x in lst]
     return (
-        f"| append, {threads} threads x {per_call} record(s) per call | {done:,} | "
-        f"{done / wall:,.0f} "
-        f"records/s | {done / max(1, batches - batches_before):,.0f} records/commit | "
+        f"| append, threads waiting in place: {threads} x {per_call} record(s) per call | "
+        f"{done:,} | **{done / wall:,.0f} records/s** | "
+        f"{done / max(1, _batches(svc) - batches_before):,.0f} records/commit | "
         f"p50 {statistics.median(flat) * 1000:.1f} ms, p99 {percentile(flat, 0.99) * 1000:.1f} ms "
-        f"| CPU {cpu / done * 1e6:.1f} us/record |"
+        f"| CPU {cpu / done * 1e6:.1f} us/record | {load()} |"
+    )
+
+
+def bench_append_tickets(svc: Services, inflight: int, total: int, per_call: int) -> str:
+    """The read routes' path: calls queue their records from worker threads (a hop carries 50
+    calls, so the hop's cost does not hide the log's); their tickets are awaited on one event
+    loop, `inflight` hops at a time. Records are built beforehand (a request builds its own)."""
+    rng, at = random.Random(1), time.time_ns() // 1000
+    calls = [
+        [record(rng, i * per_call + j, at) for j in range(per_call)]
+        for i in range(total // per_call)
+    ]
+    hops = [calls[i : i + 50] for i in range(0, len(calls), 50)]
+
+    def submit(hop: list[list[AuditRecord]]) -> list[Ticket]:
+        return [svc.audit.submit(*c) for c in hop]
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        gate = asyncio.Semaphore(inflight)
+
+        async def one(hop: list[list[AuditRecord]]) -> None:
+            async with gate:
+                for ticket in await loop.run_in_executor(None, submit, hop):
+                    await ticket.wait(60)
+
+        await asyncio.gather(*(one(h) for h in hops))
+
+    batches_before = _batches(svc)
+    cpu, wall = time.process_time(), time.perf_counter()
+    asyncio.run(run())
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    done = len(calls) * per_call
+    return (
+        f"| append, tickets awaited on the event loop: {per_call} record(s) per call, "
+        f"{inflight * 50} calls in flight | {done:,} | **{done / wall:,.0f} records/s** | "
+        f"{done / max(1, _batches(svc) - batches_before):,.0f} records/commit | | "
+        f"CPU {cpu / done * 1e6:.1f} us/record | {load()} |"
     )
 
 
@@ -130,6 +180,15 @@ class _NoAudit:
 
     def record(self, *records: AuditRecord) -> None:
         return None
+
+
+def without_audit(svc: Services) -> None:
+    """Replace the audit log by the no-op sink; a wrapper in front of it (the guard) stays."""
+    sink: Any = svc.records.audit
+    if hasattr(sink, "inner"):
+        sink.inner = _NoAudit()
+    else:
+        svc.records.audit = _NoAudit()  # type: ignore[assignment]
 
 
 def _readers(svc: Services) -> list[tuple[Principal, list[str]]]:
@@ -151,245 +210,89 @@ def _readers(svc: Services) -> list[tuple[Principal, list[str]]]:
 
 
 def _read_rate(
-    svc: Services, readers: list[tuple[Principal, list[str]]], threads: int, seconds: float
+    svc: Services, readers: list[tuple[Principal, list[str]]], concurrency: int, seconds: float
 ) -> tuple[float, float]:
-    stop = time.perf_counter() + seconds
-    counts = [0] * threads
+    """Reads/s and CPU us/read with `concurrency` requests in flight, each as the route runs
+    it: the sync service in the thread pool, the audit commit awaited on the loop."""
     ctx = RequestContext("10.0.0.9", "bench")
+    counts = [0] * concurrency
 
-    def work(k: int) -> None:
+    async def client(k: int, stop: float) -> None:
         rng = random.Random(k)
-        n = 0
         while time.perf_counter() < stop:
             who, ids = readers[rng.randrange(len(readers))]
-            svc.records.read(who, ctx, "Patient", ids[rng.randrange(len(ids))])
-            n += 1
-        counts[k] = n
+            await run_audited(svc.records.read, who, ctx, "Patient", ids[rng.randrange(len(ids))])
+            counts[k] += 1
 
-    pool = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+    async def run() -> None:
+        stop = time.perf_counter() + seconds
+        await asyncio.gather(*(client(k, stop) for k in range(concurrency)))
+
     cpu, wall = time.process_time(), time.perf_counter()
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
+    asyncio.run(run())
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     total = sum(counts)
     return total / wall, cpu / total * 1e6
 
 
-def bench_read(svc: Services, patients: int, threads: int, seconds: float, rounds: int) -> str:
+def bench_read(svc: Services, patients: int, concurrency: int, seconds: float, rounds: int) -> str:
     from rempart.ingest.seeding import seed_hospital
 
     seed_hospital(svc, patients=patients, seed=3, credentials_out=None)
     readers = _readers(svc)
     if not readers:
         return "| read | no clinician with a readable patient: cannot run |"
-    real = svc.records.audit
+    real_records, real_inner = svc.records.audit, getattr(svc.records.audit, "inner", None)
     with_audit: list[tuple[float, float]] = []
     without: list[tuple[float, float]] = []
+    started = load()
     for _ in range(rounds):  # interleaved, so drifting machine load hits both alike
-        svc.records.audit = real
-        with_audit.append(_read_rate(svc, readers, threads, seconds))
-        svc.records.audit = _NoAudit()
-        without.append(_read_rate(svc, readers, threads, seconds))
-    svc.records.audit = real
+        svc.records.audit = real_records
+        if real_inner is not None:
+            svc.records.audit.inner = real_inner  # type: ignore[attr-defined]
+        with_audit.append(_read_rate(svc, readers, concurrency, seconds))
+        without_audit(svc)
+        without.append(_read_rate(svc, readers, concurrency, seconds))
+    svc.records.audit = real_records
+    if real_inner is not None:
+        svc.records.audit.inner = real_inner  # type: ignore[attr-defined]
     best_with = max(r for r, _ in with_audit)
     best_without = max(r for r, _ in without)
     cpu_with = min(c for _, c in with_audit)
     cpu_without = min(c for _, c in without)
     return (
-        f"| protected read, {threads} threads, {len(readers)} clinicians | "
+        f"| protected read in process, {concurrency} in flight, {len(readers)} clinicians | "
         f"with audit {best_with:,.0f} reads/s ({cpu_with:.0f} us CPU/read) | "
         f"without {best_without:,.0f} reads/s ({cpu_without:.0f} us CPU/read) | "
-        f"throughput ratio {best_with / best_without:.2f}, CPU ratio "
-        f"{cpu_with / cpu_without:.2f} (best of {rounds} x {seconds:.0f} s each) |"
+        f"throughput ratio **{best_with / best_without:.2f}**, CPU ratio "
+        f"**{cpu_with / cpu_without:.2f}** (best of {rounds} x {seconds:.0f} s, interleaved) | "
+        f"{started} -> {load()} |"
     )
-
-
-# ---- verify and breach report on a large log --------------------------------------------------
-
-
-def _cpu() -> float:
-    """User + system seconds of this process and of its finished children (verify workers)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def build_log(svc: Services, n: int, progress: Callable[[int], None]) -> float:
-    rng = random.Random(5)
-    at = 1_700_000_000_000_000
-    batch, head_every = 20_000, 10_000
-    t = time.perf_counter()
-    for start in range(0, n, batch):
-        size = min(batch, n - start)
-        recs = [
-            record(rng, start + i, at, "target-account" if rng.random() < 0.01 else None)
-            for i in range(size)
-        ]
-        svc.audit._writer.append(recs)  # the writer's own transaction, without the queue
-        if (start + size) % head_every == 0 or start + size == n:
-            svc.audit.sign_now()
-        progress(start + size)
-    return time.perf_counter() - t
-
-
-def bench_verify(svc: Services, n: int) -> list[str]:
-    def progress(done: int) -> None:
-        if done % 500_000 == 0 or done == n:
-            print(f"  log: {done:,} / {n:,} records", file=sys.stderr, flush=True)
-
-    took = build_log(svc, n, progress)
-    lines = [f"| write the log (20,000 per transaction) | {n:,} | {n / took:,.0f} records/s |"]
-    verifier = HeadVerifier(svc.audit.signer.public)
-    for workers in (1, 2):
-        before = _cpu()
-        wall = time.perf_counter()
-        report = verify_log(svc.engine, verifier, svc.audit.heads_file, workers=workers)
-        wall = time.perf_counter() - wall
-        cpu = _cpu() - before
-        assert report.ok, report.problems
-        lines.append(
-            f"| audit verify, {workers} process(es) | {report.records:,} records, "
-            f"{report.heads_in_database:,} heads (x2 copies) | {wall:.1f} s wall "
-            f"({n / wall:,.0f} records/s); CPU {cpu:.1f} s in all processes "
-            f"({cpu / n * 1e6:.2f} us/record) |"
-        )
-    for _ in range(2):  # the second run shows the warm page cache
-        wall = time.perf_counter()
-        patients = breach_report(svc.engine, ["target-account"], None, None)
-        wall = time.perf_counter() - wall
-        accesses = sum(p.accesses for p in patients)
-        lines.append(
-            f"| breach report, one account | {accesses:,} accesses to {len(patients):,} "
-            f"patients in a log of {n:,} | {wall:.2f} s |"
-        )
-    return lines
-
-
-# ---- the same over HTTP: a real server, wrk, with and without the audit record ----------------
-
-
-def serve_for_bench(home: str, port: str, mode: str) -> None:
-    """`bench_audit.py _serve HOME PORT with|without`: one uvicorn process on the app; for
-    "without", this process's RecordService gets the no-op sink (the baseline only)."""
-    import uvicorn
-
-    from rempart.api.app import create_app
-
-    svc = open_services(load_settings(Path(home)), pool_size=20)
-    if mode == "without":
-        svc.records.audit = _NoAudit()
-    uvicorn.run(create_app(svc), host="127.0.0.1", port=int(port), log_level="warning")
-
-
-def _clinician(base: str, credentials: Path) -> str:
-    """A token of a clinician whose care relationships reach some patients (the policy
-    narrows each to their own), logged in as a client would."""
-    import json
-
-    import pyotp
-    from bench_http import collect_paths
-
-    accounts = json.loads(credentials.read_text())["accounts"]
-    clinicians = [a for a in accounts if a["role"] == "clinician"][2:]  # tests log in the first
-    best, best_count = "", 0
-    for acct in clinicians[-12:]:
-        first = httpx_post(
-            base, "/auth/login", {"username": acct["username"], "password": acct["password"]}
-        )
-        code = pyotp.TOTP(acct["totp_secret"]).now()
-        body = {"mfa_token": first["mfa_token"], "code": code}
-        token = str(httpx_post(base, "/auth/mfa", body)["access_token"])
-        count = len(collect_paths(base, token, 200)["read"])
-        if count > best_count:
-            best, best_count = token, count
-    if best_count < 3:
-        raise RuntimeError("no clinician reaches 3 patients; seed more patients")
-    return best
-
-
-def httpx_post(base: str, path: str, body: dict[str, str]) -> dict[str, Any]:
-    import httpx
-
-    response = httpx.post(base + path, json=body, timeout=30)
-    response.raise_for_status()
-    doc: dict[str, Any] = response.json()
-    return doc
-
-
-def bench_http(patients: int, seconds: int, rounds: int, connections: int) -> list[str]:
-    import contextlib
-    import json
-    import os
-    import signal
-    import subprocess
-
-    import httpx
-    from bench_http import LUA, collect_paths, free_port, run_wrk
-    from bench_ingest import rempart
-
-    tmp = Path(tempfile.mkdtemp(prefix="rempart-bench-audit-http-"))
-    home, creds = tmp / "home", tmp / "credentials.json"
-    rempart(home, None, "seed", "--patients", str(patients), "--credentials-out", str(creds))
-    token = ""
-    results: dict[str, list[tuple[float, float]]] = {"with": [], "without": []}
-    try:
-        for _ in range(rounds):
-            for mode in ("with", "without"):
-                port = free_port()
-                proc = subprocess.Popen(
-                    [sys.executable, __file__, "_serve", str(home), str(port), mode],
-                    start_new_session=True,
-                    stderr=subprocess.DEVNULL,
-                )
-                base = f"http://127.0.0.1:{port}"
-                try:
-                    for _wait in range(200):
-                        with contextlib.suppress(httpx.HTTPError):
-                            if httpx.get(base + "/fhir/metadata").status_code == 200:
-                                break
-                        time.sleep(0.2)
-                    token = token or _clinician(base, creds)
-                    paths = collect_paths(base, token, 400)["read"]
-                    (tmp / "read.paths").write_text("\n".join(paths) + "\n")
-                    (tmp / "rotate.lua").write_text(LUA)
-                    args = (base, tmp / "rotate.lua", tmp / "read.paths", token, connections)
-                    run_wrk(*args, 2, proc.pid, None)  # warm-up
-                    r = run_wrk(*args, seconds, proc.pid, None)
-                    rps = r["requests"] / (r["duration_us"] / 1e6)
-                    results[mode].append((rps, 1000 * r["server_cpu"] / rps))
-                    print(f"  {mode}: {json.dumps(r)}", file=sys.stderr, flush=True)
-                finally:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                    proc.wait(timeout=20)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    w, wo = max(results["with"]), max(results["without"])
-    cpu_w = min(c for _, c in results["with"])
-    cpu_wo = min(c for _, c in results["without"])
-    return [
-        f"| protected read over HTTP (GET /fhir/Patient/{{id}}, 1 server process, wrk -c"
-        f"{connections}) | with audit {w[0]:,.0f} req/s ({cpu_w:.2f} ms server CPU/req) | "
-        f"without {wo[0]:,.0f} req/s ({cpu_wo:.2f} ms) | throughput ratio {w[0] / wo[0]:.2f}, "
-        f"CPU ratio {cpu_w / cpu_wo:.2f} (best of {rounds} x {seconds} s, interleaved) |"
-    ]
 
 
 def main(argv: list[str]) -> int:
     if argv[:1] == ["_serve"]:
+        from audit_http import serve_for_bench
+
         serve_for_bench(*argv[1:4])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--only", nargs="*", choices=["append", "read", "http", "verify"])
-    parser.add_argument("--threads", type=int, nargs="+", default=[32, 128, 512])
+    parser.add_argument("--threads", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--append-records", type=int, default=100_000)
     parser.add_argument("--read-patients", type=int, default=300)
-    parser.add_argument("--read-threads", type=int, default=8)
+    parser.add_argument("--read-concurrency", type=int, default=16)
     parser.add_argument("--read-seconds", type=float, default=10)
     parser.add_argument("--read-rounds", type=int, default=3)
+    parser.add_argument("--http-connections", type=int, default=32)
+    parser.add_argument("--bare", action="store_true", help="http: also without the guard")
+    parser.add_argument(
+        "--commit-window-ms", type=float, help="read/http: [audit] commit_window_ms (default 2)"
+    )
     parser.add_argument("--verify-records", type=int, default=1_000_000)
+    parser.add_argument("--keep", type=Path, help="verify: build the log in DIR and keep it")
+    parser.add_argument("--reuse", type=Path, help="verify: time the commands on DIR's log")
     args = parser.parse_args(argv)
     if args.backend == "postgresql" and not pg_available():
         print("PostgreSQL not reachable: skipping", file=sys.stderr)
@@ -399,13 +302,32 @@ def main(argv: list[str]) -> int:
     print(f"- code: {code_under_test()}")
     print(f"- command: `.venv/bin/python bench/bench_audit.py {' '.join(argv)}`".rstrip())
     print(f"- backend: {args.backend}\n")
-    print("| scenario | size | result | | | |")
-    print("|---|---|---|---|---|---|")
+    print("| scenario | size | result | | | | |")
+    print("|---|---|---|---|---|---|---|")
     if "http" in wanted and args.backend == "sqlite":
-        rows = bench_http(args.read_patients, int(args.read_seconds), args.read_rounds, 32)
+        from audit_http import bench_http
+
+        rows = bench_http(
+            args.read_patients,
+            int(args.read_seconds),
+            args.read_rounds,
+            args.http_connections,
+            bare=args.bare,
+            window_ms=args.commit_window_ms,
+        )
         for row in rows:
             print(row, flush=True)
-    for name in ("append", "read", "verify"):
+    if "verify" in wanted and args.backend == "sqlite":
+        from audit_biglog import bench_verify
+
+        home = args.reuse or args.keep or Path(tempfile.mkdtemp(prefix="rempart-bench-log-"))
+        try:
+            for row in bench_verify(home, args.verify_records, reuse=args.reuse is not None):
+                print(row, flush=True)
+        finally:
+            if args.keep is None and args.reuse is None:
+                shutil.rmtree(home, ignore_errors=True)
+    for name in ("append", "read"):
         if name not in wanted:
             continue
         tmp = Path(tempfile.mkdtemp(prefix=f"rempart-bench-audit-{name}-"))
@@ -415,21 +337,24 @@ def main(argv: list[str]) -> int:
                 try:
                     rows: list[str] = []
                     if name == "append":
-                        rows = [bench_append(svc, t, args.append_records) for t in args.threads]
+                        n = args.append_records
+                        rows = [bench_append_tickets(svc, 8, n, 1)]
+                        rows.append(bench_append_tickets(svc, 8, n, 20))
+                        rows += [bench_append_threads(svc, t, n) for t in args.threads]
                         # A search page: one call records one event per patient returned.
-                        rows.append(bench_append(svc, 32, args.append_records, per_call=20))
-                    elif name == "read":
+                        rows.append(bench_append_threads(svc, 32, n, per_call=20))
+                    else:
+                        if args.commit_window_ms is not None:
+                            svc.audit._window = args.commit_window_ms / 1000
                         rows = [
                             bench_read(
                                 svc,
                                 args.read_patients,
-                                args.read_threads,
+                                args.read_concurrency,
                                 args.read_seconds,
                                 args.read_rounds,
                             )
                         ]
-                    else:
-                        rows = bench_verify(svc, args.verify_records)
                     for row in rows:
                         print(row, flush=True)
                 finally:

@@ -212,6 +212,23 @@ def collect_paths(base: str, token: str, limit: int) -> dict[str, list[str]]:
     }
 
 
+def guard_thresholds_raised(home: Path, url: str | None) -> None:
+    """wrk replays one clinician's whole patient list in a loop: a scrape, which the guard
+    contains within a minute. The thresholds go to their upper bounds (the guard still scores
+    every request) so the figure is the cost of a protected read, not of a refusal."""
+    from bench_guard import raise_thresholds
+
+    from rempart.config import load_settings
+    from rempart.wiring import open_services
+
+    services = open_services(load_settings(home, url), pool_size=1)
+    try:
+        with services.engine.begin() as conn:
+            raise_thresholds(conn)
+    finally:
+        services.close()
+
+
 # ---- one wrk run ----------------------------------------------------------------------------
 
 
@@ -351,6 +368,7 @@ def main() -> int:
             rempart(home, url, "seed", "--patients", size, "--credentials-out", str(credentials))
             took = time.perf_counter() - start
             print(f"seeded {args.patients:,} patients on {args.backend} in {took:.0f} s")
+            guard_thresholds_raised(home, url)
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             with server(home, url, port, args.workers) as proc:

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rempart.cli_access import access_app
 from rempart.cli_audit import audit_app, breach_report
+from rempart.cli_guard import guard_app
 from rempart.cli_identity import identity_app
 from rempart.cli_keys import (
     LibraryOpt,
@@ -25,6 +26,7 @@ from rempart.cli_keys import (
     choose_key_provider,
     keys_app,
 )
+from rempart.cli_simulate import simulate
 from rempart.config import Settings, load_settings
 from rempart.crypto import CryptoError
 
@@ -37,7 +39,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(identity_app, name="identity")
 app.add_typer(access_app, name="access")
+app.add_typer(guard_app, name="guard")
 app.command("breach-report")(breach_report)
+app.command("simulate")(simulate)
 err = Console(stderr=True, soft_wrap=True)  # messages carry paths: never wrap them
 
 HomeOpt = Annotated[

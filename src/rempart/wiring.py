@@ -13,6 +13,10 @@ from rempart.audit.factory import open_audit
 from rempart.audit.log import AuditLog
 from rempart.config import Settings
 from rempart.crypto import BlindIndex, KeyProvider, load_key_provider
+from rempart.guard.engine import Guard
+from rempart.guard.factory import open_guard
+from rempart.guard.service import GuardService
+from rempart.guard.sink import GuardedSink
 from rempart.identity.service import IdentityService
 from rempart.service.bundles import BundleService
 from rempart.service.records import RecordService
@@ -39,8 +43,11 @@ class Services:
     records: RecordService
     bundles: BundleService
     access: AccessService  # break-the-glass, four-eyes requests, exports (issue #4)
+    guard: Guard  # scores every access before its data leaves (issue #7); no switch turns it off
+    security: GuardService  # the security officer's alerts, containments, releases
 
     def close(self) -> None:
+        self.guard.close()  # drains the alert webhook queue
         self.audit.close()  # flushes and signs a final tree head
         self.engine.dispose()
         close = getattr(self.provider, "close", None)  # PKCS#11: release this process's login
@@ -70,10 +77,14 @@ def open_services(settings: Settings, *, pool_size: int = 10) -> Services:
     store = ResourceStore(engine, keyring, BlindIndex(keyring.ensure(SEARCH_OWNER)))
     policy = Policy(engine)
     audit = open_audit(settings, engine, provider, keyring.ensure(DIRECTORY_OWNER))
+    # Every service records through the guard: reads, searches, bundles, writes, refusals,
+    # break-the-glass, sign-ins (the audit routes keep the bare log: they serve the log itself).
+    guard = open_guard(settings, engine, keyring, policy.settings)
+    guarded = GuardedSink(audit, guard)
     identity = IdentityService(
         engine,
         keyring.ensure(DIRECTORY_OWNER),
-        audit=audit,
+        audit=guarded,
         config=settings.identity,
         profile=settings.profile,
     )
@@ -92,10 +103,12 @@ def open_services(settings: Settings, *, pool_size: int = 10) -> Services:
         records=RecordService(
             store,
             policy,
-            audit,
+            guarded,
             default_count=settings.search_default_count,
             max_count=settings.search_max_count,
         ),
-        bundles=BundleService(store, policy, audit),
-        access=AccessService(access_env, audit),
+        bundles=BundleService(store, policy, guarded),
+        access=AccessService(access_env, guarded),
+        guard=guard,
+        security=GuardService(engine, guard, identity, guarded),
     )

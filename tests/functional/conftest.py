@@ -22,7 +22,7 @@ from rempart.api.app import create_app
 from rempart.bootstrap import initialise
 from rempart.config import Settings, load_settings
 from rempart.ingest.seeding import seed_hospital
-from rempart.wiring import open_services
+from rempart.wiring import Services, open_services
 from tests.conftest import _server_url, fresh_pg_database
 
 SEED_PATIENTS = 40
@@ -74,6 +74,29 @@ def login(client: TestClient, account: dict[str, Any]) -> str:
     return str(second.json()["access_token"])
 
 
+def relax_guard(services: Services) -> None:
+    """This shared hospital serves tests that walk refusals, unknown ids and every patient on
+    purpose (the policy's proofs): the guard would rightly contain those sessions. Its
+    thresholds are set to their bounds here and the seed's decoys forgotten; the guard's own
+    tests (`test_guard_*.py`) use their own databases, with the defaults and decoys."""
+    from rempart.access.settings import definitions
+    from rempart.access.tables import access_setting
+    from rempart.guard.settings import guard_keys
+    from rempart.guard.tables import guard_decoy
+
+    defs = definitions()
+    with services.engine.begin() as conn:
+        conn.execute(guard_decoy.delete())
+        for key in guard_keys():
+            if key.startswith("guard.response."):
+                continue
+            bound = defs[key].low if key.endswith("_start_hour") else defs[key].high
+            conn.execute(
+                access_setting.insert().values(key=key, value=str(bound), changed=0, request_id="t")
+            )
+    services.policy.settings.invalidate()
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def hospital(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
@@ -89,6 +112,7 @@ def hospital(
     services = open_services(settings, pool_size=4)
     credentials = home / "credentials.json"
     seed_hospital(services, patients=SEED_PATIENTS, seed=7, credentials_out=credentials)
+    relax_guard(services)
     accounts = json.loads(Path(credentials).read_text())["accounts"]
     with TestClient(create_app(services), base_url="http://127.0.0.1") as client:
         yield Hospital(settings, accounts, client)

@@ -4,107 +4,34 @@ leaves, a failed audit write fails the request, and the log's readers and their 
 from __future__ import annotations
 
 import json
-import secrets
-from dataclasses import dataclass
 from typing import Any
 
-import pyotp
 import pytest
-from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from rempart.access.roles import Role
 from rempart.audit.check import check_proof_document
-from rempart.audit.tables import audit_event
 from rempart.cli import app as cli
-from rempart.wiring import Services
-from tests.functional.conftest import Hospital, login
+from tests.functional.audit_support import (
+    Staff,
+    events_since,
+    next_seq,
+    services_of,
+    staff,
+)
+from tests.functional.conftest import Hospital
 
-FHIR = {"Accept": "application/fhir+json"}
-
-
-@dataclass
-class Staff:
-    headers: dict[str, dict[str, str]]
-    usernames: dict[str, str]
-    patient_id: str  # the record the test patient account owns
-    other_patient_id: str
-
-
-def _services(hospital: Hospital) -> Services:
-    services: Services = hospital.client.app.state.services  # type: ignore[attr-defined]
-    return services
-
-
-def _account(services: Services, role: Role, **links: str | None) -> dict[str, Any]:
-    username = f"audit.{role.value}.{secrets.token_hex(3)}"
-    password = "Vx9!" + secrets.token_urlsafe(18)
-    secret = pyotp.random_base32()
-    services.identity.create_account(
-        username=username,
-        password=password,
-        role=role,
-        display_name=f"Audit {role.value.title()}",
-        totp_secret=secret,
-        **links,
-    )
-    return {"username": username, "password": password, "totp_secret": secret}
-
-
-@pytest.fixture(scope="module")
-def staff(hospital: Hospital) -> Staff:
-    """Accounts of our own (fresh logins never collide with other tests' TOTP steps): a
-    clinician sharing the practitioner of a seeded one who cares for at least two patients."""
-    services = _services(hospital)
-    clinician: dict[str, Any] = {}
-    headers: dict[str, dict[str, str]] = {}
-    patients: list[str] = []
-    for seeded in [a for a in hospital.accounts if a["role"] == "clinician"][2:]:
-        clinician = _account(services, Role.CLINICIAN, practitioner=seeded["practitioner"])
-        headers["clinician"] = {
-            "Authorization": f"Bearer {login(hospital.client, clinician)}",
-            **FHIR,
-        }
-        found = hospital.client.get(
-            "/fhir/Patient", params={"_count": 2}, headers=headers["clinician"]
-        ).json()
-        patients = [e["resource"]["id"] for e in found.get("entry", [])]
-        if len(patients) == 2:
-            break
-    mine, other = patients
-    made = {
-        "officer": _account(services, Role.SECURITY_OFFICER),
-        "admin": _account(services, Role.ADMIN),
-        "patient": _account(services, Role.PATIENT, patient=f"Patient/{mine}"),
-    }
-    for key, acct in made.items():
-        headers[key] = {"Authorization": f"Bearer {login(hospital.client, acct)}", **FHIR}
-    names = {k: a["username"] for k, a in made.items()} | {"clinician": clinician["username"]}
-    return Staff(headers, names, mine, other)
-
-
-def _events_since(services: Services, seq: int) -> list[Any]:
-    with services.engine.connect() as conn:
-        return conn.execute(
-            select(audit_event).where(audit_event.c.seq >= seq).order_by(audit_event.c.seq)
-        ).all()
-
-
-def _next_seq(services: Services) -> int:
-    with services.engine.connect() as conn:
-        top = conn.execute(select(func.max(audit_event.c.seq))).scalar()
-    return -1 if top is None else int(top) + 1
+__all__ = ["staff"]  # the module-scoped fixture: imported so that pytest finds it here
 
 
 def test_a_read_is_recorded_with_who_where_what_and_why(hospital: Hospital, staff: Staff) -> None:
-    services = _services(hospital)
-    start = _next_seq(services)
+    services = services_of(hospital)
+    start = next_seq(services)
     response = hospital.client.get(
         f"/fhir/Patient/{staff.patient_id}",
         headers={**staff.headers["clinician"], "User-Agent": "ward-pc-12"},
     )
     assert response.status_code == 200
-    [event] = [e for e in _events_since(services, start) if e.action == "read"]
+    [event] = [e for e in events_since(services, start) if e.action == "read"]
     assert event.outcome == "success"
     assert event.patient == staff.patient_id
     assert event.resource_type == "Patient"
@@ -120,25 +47,25 @@ def test_a_read_is_recorded_with_who_where_what_and_why(hospital: Hospital, staf
 
 
 def test_a_search_records_one_event_per_patient_returned(hospital: Hospital, staff: Staff) -> None:
-    services = _services(hospital)
-    start = _next_seq(services)
+    services = services_of(hospital)
+    start = next_seq(services)
     bundle = hospital.client.get(
         "/fhir/Observation", params={"_count": 30}, headers=staff.headers["clinician"]
     ).json()
     patients = {e["resource"]["subject"]["reference"].split("/")[1] for e in bundle["entry"]}
-    events = [e for e in _events_since(services, start) if e.action == "search"]
+    events = [e for e in events_since(services, start) if e.action == "search"]
     assert sorted(e.patient for e in events) == sorted(patients)
     assert len({e.request_id for e in events}) == 1
 
 
 def test_a_denial_is_recorded(hospital: Hospital, staff: Staff) -> None:
-    services = _services(hospital)
-    start = _next_seq(services)
+    services = services_of(hospital)
+    start = next_seq(services)
     refused = hospital.client.get(
         f"/fhir/Patient/{staff.other_patient_id}", headers=staff.headers["patient"]
     )
     assert refused.status_code == 403
-    [event] = [e for e in _events_since(services, start) if e.outcome == "denied"]
+    [event] = [e for e in events_since(services, start) if e.outcome == "denied"]
     assert event.action == "read"
     assert event.resource_id == staff.other_patient_id
 
@@ -146,7 +73,7 @@ def test_a_denial_is_recorded(hospital: Hospital, staff: Staff) -> None:
 def test_no_data_leaves_when_the_audit_write_fails(
     hospital: Hospital, staff: Staff, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    services = _services(hospital)
+    services = services_of(hospital)
 
     def broken(records: list[Any]) -> None:
         raise OSError("injected audit failure")
@@ -358,7 +285,7 @@ def test_malformed_audit_queries_are_clean_400s(
 
 
 def test_proofs_over_http_check_out_offline(hospital: Hospital, staff: Staff) -> None:
-    services = _services(hospital)
+    services = services_of(hospital)
     hospital.client.get(f"/fhir/Patient/{staff.patient_id}", headers=staff.headers["clinician"])
     head = services.audit.sign_now()
     assert head is not None

@@ -26,7 +26,9 @@ from rempart.access.kinds import (
     CreateIntegrationClient,
     EnableAccount,
     ErasePatient,
+    GuardSettings,
     LinkPractitioner,
+    PlantDecoys,
     PruneAudit,
     ResetFactor,
     ResetPassword,
@@ -35,7 +37,7 @@ from rempart.access.permissions import PATIENT_DATA_TYPES
 from rempart.access.roles import Role
 from rempart.access.tables import access_setting, break_glass
 from rempart.audit.log import AuditLog
-from rempart.clock import now_micros
+from rempart.clock import now_datetime, now_micros
 from rempart.crypto import seal
 from rempart.errors import InvalidResource, RempartError
 from rempart.identity import admin
@@ -101,7 +103,11 @@ def check(env: Env, conn: Connection, payload: Any) -> None:
         refs = [payload.unit]
     elif isinstance(payload, ChangeSetting):
         policy_settings.check_value(payload.key, payload.value)
-    elif isinstance(payload, PruneAudit) and payload.before >= datetime.now(UTC).date():
+    elif isinstance(payload, GuardSettings):
+        from rempart.guard.changes import check_guard_values
+
+        check_guard_values(payload.values)
+    elif isinstance(payload, PruneAudit) and payload.before >= now_datetime().date():
         raise InvalidResource("prune-audit takes a date in the past")
     elif isinstance(payload, CohortExport):
         _check_export(payload)
@@ -314,6 +320,18 @@ def _setting(env: Env, p: ChangeSetting, request_id: str, _requester: str) -> st
     return f"{p.key} = {value}"
 
 
+def _guard_settings(env: Env, p: GuardSettings, request_id: str, _requester: str) -> str:
+    from rempart.guard.changes import apply_guard_values
+
+    return apply_guard_values(env.engine, env.settings, p.values, request_id)
+
+
+def _plant_decoys(env: Env, p: PlantDecoys, request_id: str, _requester: str) -> str:
+    from rempart.guard.changes import plant_decoys
+
+    return plant_decoys(env.engine, env.store, env.keyring, p.count, request_id)
+
+
 def _erase(env: Env, p: ErasePatient, request_id: str, _requester: str) -> str:
     from rempart.store.shred import shred_patient
 
@@ -373,6 +391,8 @@ _RUNNERS: dict[type, Callable[[Env, Any, str, str], str]] = {
     ResetFactor: _reset_factor,
     EnableAccount: _enable,
     ChangeSetting: _setting,
+    GuardSettings: _guard_settings,
+    PlantDecoys: _plant_decoys,
     ErasePatient: _erase,
     PruneAudit: _prune,
     CohortExport: _export,

@@ -7,8 +7,8 @@ list a reviewer reads to know what a second approver stands between.
 - create-account, change-role, link-practitioner, add-unit-membership, reset-password,
   reset-factor, enable-account, create-integration-client: asked by an administrator,
   approved by another administrator;
-- change-setting, erase-patient, prune-audit: asked by an administrator or a security officer,
-  approved by an administrator and a security officer;
+- change-setting, guard-settings, plant-decoys, erase-patient, prune-audit: asked by an
+  administrator or a security officer, approved by an administrator and a security officer;
 - export: asked by the clinician who will receive it, approved by an administrator and a
   security officer.
 """
@@ -92,6 +92,19 @@ class ChangeSetting(_Kind):
     value: int
 
 
+class GuardSettings(_Kind):
+    kind: Literal["guard-settings"]
+    values: Annotated[
+        dict[Annotated[str, Field(pattern=r"^guard\.[a-z0-9_.\-]{1,58}$")], int],
+        Field(min_length=1, max_length=40),
+    ]
+
+
+class PlantDecoys(_Kind):
+    kind: Literal["plant-decoys"]
+    count: Annotated[int, Field(ge=1, le=100)]
+
+
 class ErasePatient(_Kind):
     kind: Literal["erase-patient"]
     patient: PatientRef
@@ -123,6 +136,8 @@ AdminRequest = Annotated[
     | EnableAccount
     | CreateIntegrationClient
     | ChangeSetting
+    | GuardSettings
+    | PlantDecoys
     | ErasePatient
     | PruneAudit,
     Field(discriminator="kind"),
@@ -220,6 +235,18 @@ SPECS: dict[str, Spec] = {
         OFFICERS,
         ADMIN_AND_OFFICER,
         lambda p: f"set {p.key} to {p.value}",
+    ),
+    "guard-settings": Spec(
+        GuardSettings,
+        OFFICERS,
+        ADMIN_AND_OFFICER,
+        lambda p: "set guard " + ", ".join(f"{k} to {v}" for k, v in sorted(p.values.items())),
+    ),
+    "plant-decoys": Spec(
+        PlantDecoys,
+        OFFICERS,
+        ADMIN_AND_OFFICER,
+        lambda p: f"plant {p.count} decoy patients (the guard locks whoever opens one)",
     ),
     "erase-patient": Spec(
         ErasePatient,

@@ -228,7 +228,15 @@ def record_many(
     conn: Connection, items: Iterable[tuple[str, str, str | None, dict[str, Any]]]
 ) -> None:
     """Bulk ingest of fresh resources (type, id, compartment, body): one insert per table."""
-    now = now_micros()
+    links, parents = rows_many(items, now=now_micros())
+    write_rows(conn, links, parents)
+
+
+def rows_many(
+    items: Iterable[tuple[str, str, str | None, dict[str, Any]]], *, now: int
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The care_link and unit_parent rows of fresh resources (pure: bulk ingest computes them in
+    worker processes, then `write_rows` stores them in the records' transaction)."""
     links: list[tuple[Any, ...]] = []
     parents: list[tuple[Any, ...]] = []
     for res_type, res_id, compartment, body in items:
@@ -240,6 +248,12 @@ def record_many(
                 tuple(row[c] for c in _LINK_COLUMNS)
                 for row in _rows(res_type, res_id, compartment, links_of(body, now=now))
             )
+    return links, parents
+
+
+def write_rows(
+    conn: Connection, links: list[tuple[Any, ...]], parents: list[tuple[Any, ...]]
+) -> None:
     bulk_insert(conn, care_link, _LINK_COLUMNS, links)
     bulk_insert(conn, unit_parent, ("child", "parent"), parents)
 

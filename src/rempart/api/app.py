@@ -15,6 +15,7 @@ from rempart.api import (
     auth_routes,
     fhir_routes,
     me_routes,
+    security_routes,
 )
 from rempart.api.responses import install_error_handlers
 from rempart.api.security_headers import SecurityHeaders
@@ -42,6 +43,7 @@ def create_app(services: Services) -> FastAPI:
     app.include_router(me_routes.router)
     app.include_router(admin_routes.router)  # /admin (issue #4)
     app.include_router(access_routes.router)  # /access (issue #4)
+    app.include_router(security_routes.router)  # /security: guard alerts, unlock (issue #7)
     app.include_router(fhir_routes.router)
     app.add_middleware(SecurityHeaders, docs_paths=("/docs", "/redoc"))
     return app

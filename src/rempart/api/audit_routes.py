@@ -95,10 +95,15 @@ async def read_audit_event(
     return fhir_response(await run_in_threadpool(run))
 
 
-@router.api_route("/fhir/AuditEvent", methods=["POST", "PUT", "PATCH", "DELETE"])
-@router.api_route("/fhir/AuditEvent/{event_id}", methods=["POST", "PUT", "PATCH", "DELETE"])
+# Refusals, not operations: left out of the OpenAPI document (one route for four methods would
+# otherwise give four operations the same operationId).
+_WRITES = ["POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.api_route("/fhir/AuditEvent", methods=_WRITES, include_in_schema=False)
+@router.api_route("/fhir/AuditEvent/{event_id}", methods=_WRITES, include_in_schema=False)
 @router.api_route(
-    "/fhir/AuditEvent/{event_id}/{rest:path}", methods=["POST", "PUT", "PATCH", "DELETE"]
+    "/fhir/AuditEvent/{event_id}/{rest:path}", methods=_WRITES, include_in_schema=False
 )
 async def refuse_audit_write() -> Response:
     return outcome_response(

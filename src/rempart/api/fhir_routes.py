@@ -1,5 +1,6 @@
 """The FHIR REST interactions at /fhir. Each handler makes one hop to the thread pool, where the
-sync service authenticates, decides, fetches and decrypts."""
+sync service authenticates, decides, fetches and decrypts. Reads await their audit commit on
+the event loop (`run_audited`); writes commit their record in their own transaction."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rempart.api.deps import BodyDep, ContextDep, ServicesDep, TokenDep
 from rempart.api.responses import fhir_response
+from rempart.audit.durable import run_audited
 from rempart.clock import micros_to_iso
 from rempart.context import RequestContext
 from rempart.errors import InvalidResource
@@ -70,7 +72,7 @@ async def search(
     def run() -> dict[str, object]:
         return svc.records.search(svc.identity.authenticate(token), ctx, res_type, params, base)
 
-    return fhir_response(await run_in_threadpool(run))
+    return fhir_response(await run_audited(run))
 
 
 @router.post("/{res_type}")
@@ -93,7 +95,8 @@ async def create(
 async def read(
     res_type: str, res_id: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
 ) -> Response:
-    stored = await run_in_threadpool(_read, svc, ctx, token, res_type, res_id)
+    # The audit commit is awaited here, on the event loop, not in the worker thread.
+    stored = await run_audited(_read, svc, ctx, token, res_type, res_id)
     return fhir_response(stored.body, 200, _headers(stored))
 
 
@@ -129,7 +132,7 @@ async def history(
     def run() -> list[Stored]:
         return svc.records.history(svc.identity.authenticate(token), ctx, res_type, res_id)
 
-    versions = await run_in_threadpool(run)
+    versions = await run_audited(run)
     entries = [
         HistoryEntry(
             resource_type=v.res_type,
@@ -151,5 +154,5 @@ async def vread(
     def run() -> Stored:
         return svc.records.vread(svc.identity.authenticate(token), ctx, res_type, res_id, version)
 
-    stored = await run_in_threadpool(run)
+    stored = await run_audited(run)
     return fhir_response(stored.body, 200, _headers(stored))

@@ -9,22 +9,22 @@ response carries, before the service returns the data.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import orjson
+from sqlalchemy import Connection
 
 from rempart.access.pdp import Principal
+from rempart.audit.durable import joined
 from rempart.audit.records import AuditRecord, AuditSink
 from rempart.context import RequestContext
 from rempart.errors import Forbidden, NotAuthenticated, ResourceGone, ResourceNotFound
 from rempart.fhir.compartment import OWNER_ELEMENT, patient_compartment
 from rempart.store.repository import Stored
 
-log = logging.getLogger("rempart.audit")
 _DENIED = (Forbidden, NotAuthenticated)
 _MISSED = (ResourceNotFound, ResourceGone)
 
@@ -110,9 +110,12 @@ class Trail:
         values.update(fields)
         return record_for(self.who, self.ctx, action or self.action, outcome, **values)
 
-    def written(self, stored: Stored, *, reason: str | None, created: bool = True) -> None:
-        """After a committed write: the record, or a CRITICAL line naming the untraced write."""
-        try:
+    def written(
+        self, conn: Connection, stored: Stored, *, reason: str | None, created: bool = True
+    ) -> None:
+        """Inside the write's transaction, before it commits: the write and its record are
+        committed together or not at all (if the audit append fails, the write rolls back)."""
+        with joined(conn):
             self.audit.record(
                 self.make(
                     "success",
@@ -124,16 +127,6 @@ class Trail:
                     detail=f"version {stored.version}",
                 )
             )
-        except Exception:
-            log.critical(
-                "write committed but not audited: %s %s/%s version %d by account %s",
-                self.action,
-                stored.res_type,
-                stored.res_id,
-                stored.version,
-                self.who.account_id,
-            )
-            raise
 
     def success(self, *stored: Stored, reason: str | None) -> None:
         """One record per resource served (reads, history, writes), durable on return."""

@@ -34,6 +34,7 @@ def open_audit(
         HeadsFile(audit_settings.heads_file),
         witnesses=witnesses(audit_settings),
         head_interval=audit_settings.head_interval_seconds,
+        commit_window=audit_settings.commit_window_ms / 1000,
         alert=_alert(engine),
         retention_days=audit_settings.retention_days,
     )

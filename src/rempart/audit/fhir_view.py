@@ -14,6 +14,7 @@ from typing import Any
 from rempart.audit.query import EventQuery
 from rempart.clock import datetime_to_micros, micros_to_iso
 from rempart.errors import InvalidSearch
+from rempart.fhir.capability import AUDIT_EVENT_SEARCH
 from rempart.fhir.dates import parse_range
 
 CRUDE = {
@@ -39,19 +40,8 @@ _TYPE_REST = {
 }
 _TYPE_LOGIN = {"system": _DCM, "code": "110114", "display": "User Authentication"}
 _TYPE_SECURITY = {"system": _DCM, "code": "110113", "display": "Security Alert"}
-_SEARCH_PARAMS = {
-    "agent",
-    "agent-name",
-    "patient",
-    "entity",
-    "date",
-    "action",
-    "subtype",
-    "outcome",
-    "_count",
-    "_before",
-    "_format",
-}
+# What the CapabilityStatement advertises, plus paging and format.
+_SEARCH_PARAMS = {name for name, _, _ in AUDIT_EVENT_SEARCH} | {"_count", "_before", "_format"}
 MAX_COUNT = 500
 
 

@@ -35,6 +35,11 @@ class AuditRecord:
 
 class AuditSink(Protocol):
     """Appends records durably. `record` returns only once the records are committed; if it
-    cannot, it raises and the caller must not release the data it was about to send."""
+    cannot, it raises and the caller must not release the data it was about to send.
+
+    Two modes set by the caller's context (`rempart.audit.durable`), so that a wrapper which
+    forwards `record` (the guard's) needs to know neither: under `run_audited` the route
+    awaits the commit on the event loop; under `joined(conn)` the records are appended inside
+    the caller's open transaction (a write and its trace commit together or not at all)."""
 
     def record(self, *records: AuditRecord) -> None: ...

@@ -45,8 +45,26 @@ class Sql:
         self.latest = "SELECT size, frontier FROM audit_batch ORDER BY size DESC LIMIT 1"
         # Fixed table and column names and the driver's placeholder: nothing from a request.
         self.event = f"INSERT INTO audit_event ({names}) VALUES ({marks})"  # noqa: S608
+        self._names, self._row = names, f"({marks})"
+        self._many: dict[int, str] = {}
+        # SQLite: rows go in as one multi-row INSERT per chunk, because the driver releases
+        # and retakes the GIL around every statement step: with busy request threads, each
+        # retake can wait a whole switch interval (executemany steps once per row).
+        self.rows_per_insert = 500 if dialect == "sqlite" else 0
         self.node = f"INSERT INTO audit_node (level, idx, hash) VALUES ({mark}, {mark}, {mark})"  # noqa: S608
         self.batch = f"INSERT INTO audit_batch (size, first, at, frontier) VALUES ({values})"  # noqa: S608
+        # A write that changes nothing (no row matches, so no trigger fires): SQLite only.
+        self.claim = "DELETE FROM audit_batch WHERE 0"
+
+    def events(self, count: int) -> str:
+        """INSERT of `count` rows in one statement (memoised per count)."""
+        found = self._many.get(count)
+        if found is None:
+            rows = ", ".join([self._row] * count)
+            found = f"INSERT INTO audit_event ({self._names}) VALUES {rows}"  # noqa: S608
+            if len(self._many) < 64:
+                self._many[count] = found
+        return found
 
     @classmethod
     def of(cls, conn: Connection) -> Sql:
@@ -97,6 +115,7 @@ class LogWriter:
             self._conn = None
 
     def append(self, records: list[AuditRecord]) -> None:
+        """One group commit: the records in their own transaction, durable on return."""
         conn = self._connection()
         sql = Sql.of(conn)
         # The driver's own cursor: a commit is a handful of fixed statements, and at one
@@ -109,32 +128,7 @@ class LogWriter:
                 cur.execute(sql.lock, (_PG_LOCK,))
             cur.execute(sql.latest)
             frontier = self._synced(cur.fetchone()).copy()
-            first = frontier.size
-            rows: list[tuple[Any, ...]] = []
-            nodes: list[tuple[int, int, bytes]] = []
-
-            def on_node(level: int, idx: int, h: bytes) -> None:
-                nodes.append((level, idx, h))
-
-            sealer, add = self.sealer, frontier.append
-            for record in records:
-                row = to_row(frontier.size, record, sealer)
-                leaf = row_leaf(row)
-                add(leaf, on_node)
-                rows.append((*row, leaf))
-            try:
-                cur.executemany(sql.event, rows)
-            except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
-                self.tampered(
-                    "audit-log-foreign-row",
-                    f"a record at position {first} or later exists that this writer did not "
-                    "write: someone inserted rows into audit_event directly",
-                    {"position": first},
-                )
-                raise
-            if nodes:
-                cur.executemany(sql.node, nodes)
-            cur.execute(sql.batch, (frontier.size, first, now_micros(), frontier.pack()))
+            self._extend(cur, conn, sql, frontier, records)
             cur.execute("COMMIT")
         except BaseException:
             try:
@@ -145,6 +139,68 @@ class LogWriter:
         finally:
             cur.close()
         self.frontier = frontier
+
+    def append_in(self, conn: Connection, records: list[AuditRecord]) -> None:
+        """The records join `conn`'s open transaction: they commit with it or not at all (a
+        write and its trace). The transaction takes the log's writer lock until it ends, so
+        appenders stay in order; our group-commit writer re-reads the log on its next commit,
+        as it does after another process appended."""
+        sql = Sql.of(conn)
+        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if sql.lock:
+                cur.execute(sql.lock, (_PG_LOCK,))
+            else:
+                # Python's sqlite3 opens the transaction at the first write: this no-op write
+                # opens it (if the caller has not written yet) and takes SQLite's writer lock,
+                # so the checkpoint read below cannot go stale before our inserts.
+                cur.execute(sql.claim)
+            cur.execute(sql.latest)
+            latest = cur.fetchone()
+            frontier = (
+                Frontier() if latest is None else Frontier.unpack(int(latest[0]), bytes(latest[1]))
+            )
+            self._extend(cur, conn, sql, frontier, records)
+        finally:
+            cur.close()
+
+    def _extend(
+        self, cur: Any, conn: Connection, sql: Sql, frontier: Frontier, records: list[AuditRecord]
+    ) -> None:
+        """Insert the records at the end of the log, the subtree hashes they complete and the
+        checkpoint after them; `frontier` (the log's compact range) is extended in place."""
+        first = frontier.size
+        rows: list[tuple[Any, ...]] = []
+        nodes: list[tuple[int, int, bytes]] = []
+
+        def on_node(level: int, idx: int, h: bytes) -> None:
+            nodes.append((level, idx, h))
+
+        sealer, add = self.sealer, frontier.append
+        for record in records:
+            row = to_row(frontier.size, record, sealer)
+            leaf = row_leaf(row)
+            add(leaf, on_node)
+            rows.append((*row, leaf))
+        try:
+            step = sql.rows_per_insert
+            if step:
+                for start in range(0, len(rows), step):
+                    chunk = rows[start : start + step]
+                    cur.execute(sql.events(len(chunk)), [v for row in chunk for v in row])
+            else:
+                cur.executemany(sql.event, rows)
+        except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+            self.tampered(
+                "audit-log-foreign-row",
+                f"a record at position {first} or later exists that this writer did not "
+                "write: someone inserted rows into audit_event directly",
+                {"position": first},
+            )
+            raise
+        if nodes:
+            cur.executemany(sql.node, nodes)
+        cur.execute(sql.batch, (frontier.size, first, now_micros(), frontier.pack()))
 
     def _synced(self, latest: Any) -> Frontier:
         """Our compact range, re-read if another process appended; a log that shrank is
@@ -172,14 +228,15 @@ class LogWriter:
         return known
 
     def stored_frontier(self) -> Frontier:
-        """The log's compact range as the database has it (before this process commits)."""
+        """The log's compact range as the database has it (ours, or further on if writes or
+        other processes appended since; never compared here: a commit of ours may race)."""
         with self.engine.connect() as conn:
             latest = conn.execute(
                 select(audit_batch.c.size, audit_batch.c.frontier)
                 .order_by(audit_batch.c.size.desc())
                 .limit(1)
             ).first()
-        return self._synced(latest)
+        return Frontier() if latest is None else Frontier.unpack(int(latest[0]), bytes(latest[1]))
 
     def tampered(self, kind: str, message: str, details: dict[str, Any]) -> None:
         log.critical("audit log tampering: %s", message)

@@ -18,15 +18,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable
+from typing import Any
 
 DIGEST_SIZE = 16  # bytes kept from the 32-byte HMAC-SHA256 output
 _SEPARATOR = "|"
 
 
 class BlindIndex:
-    """HMAC-SHA256 blind index under one 32-byte search key. Thread-safe (no shared state)."""
+    """HMAC-SHA256 blind index under one 32-byte search key. Thread-safe: its only shared state
+    is a cache of keyed HMAC states, read and filled with equal values by any thread."""
 
-    __slots__ = ("_base",)
+    __slots__ = ("_base", "_domains")
 
     def __init__(self, key: bytes) -> None:
         if not isinstance(key, bytes) or len(key) != 32:
@@ -35,12 +37,20 @@ class BlindIndex:
         # keyed state per digest skips the work: about 1.0M digests/s here against 0.84M
         # for hmac.new() per call (CPython 3.11, OpenSSL-backed hmac, one core).
         self._base = hmac.new(key, digestmod=hashlib.sha256)
+        # Bulk ingest computes ~25 digests per resource: the keyed state is also kept per
+        # (type, param) after it absorbed "type|param|" (a few hundred pairs at most), so a
+        # digest is one copy, one update and one finalisation, all inside the stdlib's hmac.
+        self._domains: dict[tuple[str, str], Any] = {}
 
     def digest(self, resource_type: str, param: str, token: str) -> bytes:
         """Return the 16-byte index value of ``token`` for ``resource_type``/``param``."""
-        prefix = _domain(resource_type, param)
-        mac = self._base.copy()
-        mac.update((prefix + token).encode("utf-8"))
+        keyed = self._domains.get((resource_type, param))
+        if keyed is None:
+            keyed = self._base.copy()
+            keyed.update(_domain(resource_type, param).encode("utf-8"))
+            self._domains[(resource_type, param)] = keyed
+        mac = keyed.copy()
+        mac.update(token.encode("utf-8"))
         return mac.digest()[:DIGEST_SIZE]
 
     def digest_many(self, resource_type: str, param: str, tokens: Iterable[str]) -> list[bytes]:

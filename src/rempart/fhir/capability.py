@@ -13,6 +13,18 @@ from rempart.fhir.params import SUPPORTED_TYPES, search_parameters
 FHIR_VERSION = "4.0.1"
 TYPE_INTERACTIONS = ("read", "vread", "update", "create", "history-instance", "search-type")
 SYSTEM_INTERACTIONS = ("transaction", "batch")
+# The audit log as AuditEvent (issue #5): read and search, security officer only; what
+# `rempart.audit.fhir_view.parse_event_query` accepts (a test holds the two together).
+AUDIT_EVENT_SEARCH = (
+    ("agent", "reference", "the account (Account id) or Practitioner/<id> who acted"),
+    ("agent-name", "string", "the username of the account who acted"),
+    ("patient", "reference", "Patient/<id> whose data was accessed"),
+    ("entity", "reference", "same as patient"),
+    ("date", "date", "when (eq, ge, gt, le, lt; a date or dateTime)"),
+    ("action", "token", "C, R, U, D, E, or a rempart action (read, search, login...)"),
+    ("subtype", "token", "the rempart action (read, vread, search, create, login...)"),
+    ("outcome", "token", "0 success, 4 refused or not found, 8 error (or their names)"),
+)
 
 
 def capability_statement(
@@ -39,6 +51,18 @@ def capability_statement(
         }
         for rtype in sorted(SUPPORTED_TYPES)
     ]
+    resources.append(
+        {
+            "type": "AuditEvent",
+            "documentation": "The audit log (read-only; the security officer only).",
+            "interaction": [{"code": "read"}, {"code": "search-type"}],
+            "searchParam": [
+                {"name": name, "type": kind, "documentation": doc}
+                for name, kind, doc in AUDIT_EVENT_SEARCH
+            ],
+        }
+    )
+    resources.sort(key=lambda r: str(r["type"]))
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": (

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hmac
-import time
 
 import pyotp
+
+from rempart import clock
 
 STEP_SECONDS = 30
 
@@ -15,7 +16,7 @@ def matching_step(secret: str, code: str, *, now: float | None = None) -> int | 
     if not (code.isdigit() and len(code) == 6):
         return None
     totp = pyotp.TOTP(secret, interval=STEP_SECONDS)
-    current = int((now if now is not None else time.time()) // STEP_SECONDS)
+    current = int((now if now is not None else clock.now_seconds()) // STEP_SECONDS)
     for step in (current - 1, current, current + 1):
         if hmac.compare_digest(totp.at(step * STEP_SECONDS), code):
             return step

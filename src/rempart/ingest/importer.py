@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection
+
 from rempart.access.pdp import system_decision
+from rempart.clock import now_micros
 from rempart.errors import RempartError
-from rempart.fhir import validate
 from rempart.ingest.files import Item, Unreadable
-from rempart.store.ingest import ingest_batch
+from rempart.ingest.workers import Lanes, default_workers, prepare_chunk, validate_chunk
+from rempart.store.bulk import bulk_connection
+from rempart.store.ingest import refresh_statistics, write_prepared
+from rempart.store.keyring import SEARCH_OWNER
 from rempart.store.references import Resolver
 from rempart.store.repository import ID_PATTERN, ResourceStore
 
@@ -31,6 +36,10 @@ PHASES: list[frozenset[str]] = [
     frozenset({"Patient"}),
 ]
 BATCH = 500
+# Below this many resources, worker processes are not worth it: starting two costs ~3 s of CPU
+# (imports), and the 7,160-resource Synthea fixture imported slower with them than without on
+# the shared 2-core machine (docs/benchmarks.md).
+PARALLEL_FROM = 20_000
 
 
 @dataclass
@@ -58,38 +67,51 @@ def import_items(
     progress: Callable[[int], None] | None = None,
 ) -> Summary:
     summary = Summary()
-    urn_map: dict[str, str] = {}
-    pending: list[_Pending] = []
+    readable: list[tuple[Item, object]] = []  # with the entry's fullUrl, taken off the resource
     for item in items:
         if isinstance(item, Unreadable):
             summary.reject(item.source, "", item.reason)
             continue
-        accepted = _accept(item, urn_map, summary)
-        if accepted is not None:
-            pending.append(accepted)
-    decision = system_decision("operator import from files")
-    known = {f"{p.resource['resourceType']}/{p.resource['id']}" for p in pending}
-    resolver = Resolver(store, decision, urn_map=urn_map, known=known)
-    for phase in [*PHASES, None]:
-        batch = [
-            p
-            for p in pending
-            if (phase is None and not any(p.resource["resourceType"] in f for f in PHASES))
-            or (phase is not None and p.resource["resourceType"] in phase)
-        ]
-        _store_phase(store, resolver, batch, summary, progress)
+        raw = item.resource
+        full_url = raw.pop("__fullUrl", None) if isinstance(raw, dict) else None
+        readable.append((item, full_url))
+    workers = default_workers(2 if len(readable) >= PARALLEL_FROM else 1)
+    with Lanes(store.keyring.ensure(SEARCH_OWNER), workers=workers) as lanes:
+        # Every resource read from a file is validated, in the worker processes.
+        chunks = [readable[i : i + BATCH] for i in range(0, len(readable), BATCH)]
+        jobs = (([item.resource for item, _ in chunk],) for chunk in chunks)
+        urn_map: dict[str, str] = {}
+        pending: list[_Pending] = []
+        for chunk, verdicts in zip(chunks, lanes.map(validate_chunk, jobs), strict=True):
+            for (item, full_url), verdict in zip(chunk, verdicts, strict=True):
+                accepted = _accept(item, full_url, verdict, urn_map, summary)
+                if accepted is not None:
+                    pending.append(accepted)
+        decision = system_decision("operator import from files")
+        known = {f"{p.resource['resourceType']}/{p.resource['id']}" for p in pending}
+        resolver = Resolver(store, decision, urn_map=urn_map, known=known)
+        with bulk_connection(store.engine) as conn:
+            for phase in [*PHASES, None]:
+                batch = [
+                    p
+                    for p in pending
+                    if (phase is None and not any(p.resource["resourceType"] in f for f in PHASES))
+                    or (phase is not None and p.resource["resourceType"] in phase)
+                ]
+                _store_phase(store, conn, lanes, resolver, batch, summary, progress)
+    refresh_statistics(store.engine)
     return summary
 
 
-def _accept(item: Item, urn_map: dict[str, str], summary: Summary) -> _Pending | None:
+def _accept(
+    item: Item, full_url: object, verdict: str | None, urn_map: dict[str, str], summary: Summary
+) -> _Pending | None:
     raw = item.resource
     res_type = str(raw.get("resourceType", "")) if isinstance(raw, dict) else ""
-    full_url = raw.pop("__fullUrl", None) if isinstance(raw, dict) else None
-    try:
-        resource = validate(raw)
-    except RempartError as exc:
-        summary.reject(item.source, res_type, exc.message)
+    if verdict is not None or not isinstance(raw, dict):
+        summary.reject(item.source, res_type, verdict or "not a JSON object")
         return None
+    resource: dict[str, Any] = raw
     res_id = resource.get("id")
     if res_id is None:
         res_id = resource["id"] = str(uuid.uuid4())
@@ -103,26 +125,39 @@ def _accept(item: Item, urn_map: dict[str, str], summary: Summary) -> _Pending |
 
 def _store_phase(
     store: ResourceStore,
+    conn: Connection,
+    lanes: Lanes,
     resolver: Resolver,
     batch: list[_Pending],
     summary: Summary,
     progress: Callable[[int], None] | None,
 ) -> None:
-    for start in range(0, len(batch), BATCH):
-        chunk = batch[start : start + BATCH]
-        ready: list[dict[str, Any]] = []
-        with store.engine.begin() as conn:
-            for pending in chunk:
-                try:
-                    resolver.resolve(conn, pending.resource)
-                except RempartError as exc:
-                    res_type = pending.resource["resourceType"]
-                    summary.reject(pending.source, res_type, exc.message)
-                    # Nothing may resolve to a resource that was not stored.
-                    resolver.known.discard(f"{res_type}/{pending.resource['id']}")
-                    continue
-                ready.append(pending.resource)
-            ingest_batch(store, conn, resolver.decision, ready)
-        summary.imported.update(r["resourceType"] for r in ready)
+    """Resolve each chunk's references here, prepare it in a worker, write it here.
+
+    Chunks are resolved a few ahead of their writing: a conditional reference resolves against
+    the phases before its own (which are committed), not against its own phase.
+    """
+    chunks = [batch[i : i + BATCH] for i in range(0, len(batch), BATCH)]
+
+    def jobs() -> Iterator[tuple[list[dict[str, Any]], int]]:
+        for chunk in chunks:
+            ready: list[dict[str, Any]] = []
+            with store.engine.connect() as reader:
+                for pending in chunk:
+                    try:
+                        resolver.resolve(reader, pending.resource)
+                    except RempartError as exc:
+                        res_type = pending.resource["resourceType"]
+                        summary.reject(pending.source, res_type, exc.message)
+                        # Nothing may resolve to a resource that was not stored.
+                        resolver.known.discard(f"{res_type}/{pending.resource['id']}")
+                        continue
+                    ready.append(pending.resource)
+            yield ready, now_micros()
+
+    for chunk, prepared in zip(chunks, lanes.map(prepare_chunk, jobs()), strict=True):
+        with conn.begin():
+            write_prepared(store, conn, resolver.decision, prepared)
+        summary.imported.update(res_type for res_type, _, _, _ in prepared.entries)
         if progress is not None:
             progress(len(chunk))

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 import json
 import os
-from collections import deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import func, select
 
 from rempart.access.membership import seed_memberships
 from rempart.access.pdp import system_decision
 from rempart.access.roles import Role
+from rempart.clock import now_micros
 from rempart.fhir import validate
 from rempart.identity.tables import account
-from rempart.seed import Hospital, SeedAccount, generate
-from rempart.store.ingest import ingest_batch
+from rempart.ingest.workers import Lanes, default_workers, prepare_patients
+from rempart.seed import SeedAccount, generate
+from rempart.store.bulk import IndexStage, bulk_connection
+from rempart.store.ingest import ingest_batch, refresh_statistics, write_prepared
+from rempart.store.keyring import SEARCH_OWNER
+from rempart.store.tables import search_index
 from rempart.wiring import Services
 
+# Patients per transaction (about 21 resources and 700 index rows each). Worker processes
+# prepare the next batches while the writing process stores one.
 BATCH_PATIENTS = 250
 CREDENTIALS_WARNING = (
     "SYNTHETIC DEMO ACCOUNTS ONLY. This file holds passwords and TOTP secrets in clear, for "
@@ -54,58 +58,44 @@ def seed_hospital(
             raise AlreadySeeded("this database already has accounts; seed a fresh --home")
     hospital = generate(patients, seed)
     decision = system_decision("operator seed of a synthetic hospital")
-    total = 0
-    for batch in _validated_batches(hospital, patients, seed):
-        with services.engine.begin() as conn:
-            total += ingest_batch(services.store, conn, decision, batch)
-        if progress is not None:
-            progress(sum(1 for r in batch if r["resourceType"] == "Patient"))
-    _create_accounts(services, hospital.accounts)
-    # Their units and front desks, so the care-relationship policy has something to match.
-    seed_memberships(services.engine, ((a.username, a.units) for a in hospital.accounts))
-    if credentials_out is not None:
-        write_credentials(credentials_out, hospital.accounts)
-    return SeedReport(patients=patients, resources=total, accounts=len(hospital.accounts))
-
-
-_WORKER_HOSPITALS: dict[tuple[int, int], Hospital] = {}
-
-
-def _generate_and_validate(patients: int, seed: int, start: int, stop: int) -> list[dict[str, Any]]:
-    """Worker side: patients [start, stop) of the hospital, each resource validated.
-
-    The generator is tested, but nothing unvalidated is stored; validating in worker processes
-    keeps the R4 check from halving the ingest rate.
-    """
-    batch = [
-        r for b in generate(patients, seed).patient_batches(stop - start, start, stop) for r in b
-    ]
-    for resource in batch:
-        validate(resource)
-    return batch
-
-
-def _validated_batches(
-    hospital: Hospital, patients: int, seed: int
-) -> Iterator[list[dict[str, Any]]]:
-    """The directory, then patient batches, generated and validated ahead in other processes.
-
-    A bounded window of pending batches keeps memory flat however large the hospital.
-    """
+    store = services.store
     directory = hospital.directory()
     for resource in directory:
         validate(resource)
-    yield directory
+    total = 0
+    with services.engine.begin() as conn:
+        total += ingest_batch(store, conn, decision, directory)
     ranges = [(s, min(s + BATCH_PATIENTS, patients)) for s in range(0, patients, BATCH_PATIENTS)]
-    workers = max(1, (os.cpu_count() or 2) - 1)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        pending: deque[Future[list[dict[str, Any]]]] = deque()
-        for start, stop in ranges:
-            pending.append(pool.submit(_generate_and_validate, patients, seed, start, stop))
-            if len(pending) > 2 * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+    search_key = store.keyring.ensure(SEARCH_OWNER)
+    workers = default_workers(len(ranges))
+    with (
+        Lanes(search_key, workers=workers, patients=patients, seed=seed) as lanes,
+        bulk_connection(services.engine) as conn,
+    ):
+        stage = IndexStage(conn)
+        try:
+            # Each batch's lastUpdated is read from this process's clock as the batch is
+            # handed out (seconds before its commit), so batches stay in order.
+            jobs = ((start, stop, now_micros()) for start, stop in ranges)
+            batches = lanes.map(prepare_patients, jobs)
+            for (start, stop), batch in zip(ranges, batches, strict=True):
+                with conn.begin():
+                    total += write_prepared(store, conn, decision, batch, stage=stage)
+                if progress is not None:
+                    progress(stop - start)
+        finally:
+            # Also when a batch failed: what was committed becomes findable.
+            stage.merge(search_index)
+    _create_accounts(services, hospital.accounts)
+    # Their units and front desks, so the care-relationship policy has something to match.
+    seed_memberships(services.engine, ((a.username, a.units) for a in hospital.accounts))
+    # Decoy patients, known to the guard only as keyed tags (issue #7).
+    with services.engine.begin() as conn:
+        services.guard.decoys.plant(conn, hospital.decoy_patient_ids(), "seed")
+    refresh_statistics(services.engine)
+    if credentials_out is not None:
+        write_credentials(credentials_out, hospital.accounts)
+    return SeedReport(patients=patients, resources=total, accounts=len(hospital.accounts))
 
 
 def _create_accounts(services: Services, accounts: list[SeedAccount]) -> None:

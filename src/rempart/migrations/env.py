@@ -12,6 +12,7 @@ import rempart.access.tables  # noqa: F401, RUF100  (registers the access tables
 import rempart.identity.tables  # noqa: F401, RUF100  (registers its tables on the shared metadata)
 import rempart.audit.tables  # noqa: F401, RUF100  (registers the audit tables)
 import rempart.store.shred  # noqa: F401, RUF100  (registers erased_owner)
+import rempart.guard.tables  # noqa: F401, RUF100  (registers the guard tables)
 from rempart.store.db import make_engine
 from rempart.store.tables import metadata
 

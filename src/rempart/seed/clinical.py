@@ -216,6 +216,8 @@ def build_encounter(
     start, end = _schedule(rng, enc_class, day)
     if died and ctx.death is not None:
         end = ctx.death * _DAY + rng.randrange(_DAY)
+    if ctx.decoy:  # a decoy is in no unit's census: no stay of theirs is still going on
+        end = max(start, min(end, as_of.toordinal() * _DAY - 1))
     ongoing = end >= as_of.toordinal() * _DAY
     enc_id = new_id(rng)
     class_display, type_label = _CLASS_INFO[enc_class]

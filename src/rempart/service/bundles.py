@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from rempart.access.decision import Decision
 from rempart.access.pdp import Policy, Principal
+from rempart.audit.durable import joined
 from rempart.audit.events import Trail, bundle_records
 from rempart.audit.records import AuditRecord, AuditSink
 from rempart.clock import micros_to_iso
@@ -63,14 +64,10 @@ class BundleService:
             decision = self.policy.decide(who)
             if kind == "transaction":
                 plan = [_plan(i, e) for i, e in enumerate(entries)]
-                result = self._transaction(decision, plan)
-                done = [(e.method, e.res_type, e.res_id, result["entry"][e.index]) for e in plan]
-                # One group commit for every entry, after the database commit, before the reply.
-                self.audit.record(*bundle_records(trail, done, decision.reason))
-                return result
+                return self._transaction(decision, plan, trail)
             return self._batch(decision, entries, trail)
 
-    def _transaction(self, decision: Decision, plan: list[_Entry]) -> dict[str, Any]:
+    def _transaction(self, decision: Decision, plan: list[_Entry], trail: Trail) -> dict[str, Any]:
         urn_map = _assign_ids(plan)
         responses: dict[int, dict[str, Any]] = {}
         try:
@@ -84,6 +81,10 @@ class BundleService:
                     except RempartError as exc:
                         exc.message = f"entry {entry.index}: {exc.message}"
                         raise
+                # Every entry's record joins the transaction: writes and trace commit together.
+                done = [(e.method, e.res_type, e.res_id, responses[e.index]) for e in plan]
+                with joined(conn):
+                    self.audit.record(*bundle_records(trail, done, decision.reason))
         except DbIntegrityError:
             raise Conflict("the transaction raced with another write; nothing was stored") from None
         return {
@@ -102,16 +103,19 @@ class BundleService:
                 urn_map = _assign_ids([entry])
                 with self.store.engine.begin() as conn:
                     resolver = Resolver(self.store, decision, urn_map=urn_map)
-                    out.append(self._run(conn, decision, resolver, entry))
-                done = [(entry.method, entry.res_type, entry.res_id, out[-1])]
-                records.extend(bundle_records(trail, done, decision.reason))
+                    response = self._run(conn, decision, resolver, entry)
+                    done = [(entry.method, entry.res_type, entry.res_id, response)]
+                    # The entry's record commits with it (a failed append rolls it back).
+                    with joined(conn):
+                        self.audit.record(*bundle_records(trail, done, decision.reason))
+                out.append(response)
             except RempartError as exc:
                 out.append(_failure(exc.status, exc.code, exc.message))
                 if isinstance(exc, Forbidden | NotAuthenticated):
                     records.append(trail.make("denied", detail=f"entry {index}: {exc.message}"))
             except DbIntegrityError:
                 out.append(_failure(409, "conflict", "raced with another write; retry"))
-        self.audit.record(*records)  # every entry's trace is durable before the reply
+        self.audit.record(*records)  # the refusals' traces are durable before the reply
         return {"resourceType": "Bundle", "type": "batch-response", "entry": out}
 
     def _run(

@@ -103,7 +103,7 @@ class RecordService:
                 self.store.check_write(conn, decision, resource, client_id=False)
                 Resolver(self.store, decision).resolve(conn, resource)
                 stored = self.store.create_in(conn, decision, resource, res_id=str(uuid.uuid4()))
-            trail.written(stored, reason=decision.explain())
+                trail.written(conn, stored, reason=decision.explain())  # commits with the write
         return stored
 
     def update(
@@ -126,5 +126,5 @@ class RecordService:
                 stored, created = self.store.update_in(
                     conn, decision, res_type, res_id, resource, if_match=if_match
                 )
-            trail.written(stored, reason=decision.explain(), created=created)
+                trail.written(conn, stored, reason=decision.explain(), created=created)
         return stored, created

@@ -30,7 +30,14 @@ def test_the_operator_decision_is_used_only_by_local_bulk_commands() -> None:
         for path in SRC.rglob("*.py")
         if "system_decision" in path.read_text(encoding="utf-8")
     )
-    assert users == ["access/pdp.py", "ingest/importer.py", "ingest/seeding.py"]
+    # guard/changes.py: the executor of an approved plant-decoys request (an administrator and
+    # a security officer), which writes new decoy Patients and nothing else.
+    assert users == [
+        "access/pdp.py",
+        "guard/changes.py",
+        "ingest/importer.py",
+        "ingest/seeding.py",
+    ]
     issuers = sorted(
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")

@@ -191,6 +191,7 @@ def test_decoys_look_ordinary_but_nobody_has_a_reason_to_open_them(
         for encounter in by_type(resources, "Encounter"):
             start = datetime.fromisoformat(encounter["period"]["start"])
             assert (AS_OF - start).days > 30
+            assert encounter["status"] == "finished"  # in no unit's census today
     linked = {a.patient for a in hospital.accounts if a.patient}
     assert not {f"Patient/{d}" for d in decoys} & linked
 

@@ -40,9 +40,9 @@ def test_rotation_rewraps_every_data_key_and_retires_the_old_kek(services: Servi
     assert new == report.new_kek != old
     assert report.retired == [old]
     assert report.kept == []
-    # 7 patients, plus the directory and search keys made at start-up.
-    assert report.rewrapped == 9
-    assert keys_per_kek(services.engine) == {new: 9}
+    # 7 patients, plus the directory, search and guard (decoy tags) keys made at start-up.
+    assert report.rewrapped == 10
+    assert keys_per_kek(services.engine) == {new: 10}
     assert services.provider.kek_ids() == [new]
     assert blobs(services) == before  # no record was re-encrypted
     fresh = Keyring(services.engine, services.provider)
@@ -52,7 +52,7 @@ def test_rotation_rewraps_every_data_key_and_retires_the_old_kek(services: Servi
     assert services.store.read(SYSTEM, "Patient", ids[0]).json()["name"][0]["family"] == "Nom0"
     rotated = alerts.list_alerts(services.engine, kind="kek-rotated")
     assert rotated[0].details["retired"] == old
-    assert rotated[0].details["rewrapped"] == 9
+    assert rotated[0].details["rewrapped"] == 10
 
 
 def test_keys_wrapped_under_the_old_kek_meanwhile_are_swept_before_retiring(

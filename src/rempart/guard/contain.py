@@ -1,0 +1,92 @@
+"""The guard's levers, as rows other processes read on the very next request: a revoked
+session and a locked account are what `IdentityService.authenticate` checks (one indexed SELECT
+per request, no cache), and a pending step-up is a `guard_containment` row."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import Connection, select, update
+
+from rempart.guard.tables import guard_containment
+from rempart.identity.tables import account, session
+
+
+def record(
+    conn: Connection,
+    *,
+    account_id: str,
+    session_id: str | None,
+    level: str,
+    signal: str,
+    message: str,
+    now: int,
+) -> str:
+    containment_id = str(uuid.uuid4())
+    conn.execute(
+        guard_containment.insert().values(
+            id=containment_id,
+            at=now,
+            account_id=account_id,
+            session_id=session_id,
+            level=level,
+            signal=signal[:32],
+            message=message[:500],
+        )
+    )
+    return containment_id
+
+
+def suspend_session(conn: Connection, session_id: str, now: int) -> None:
+    conn.execute(
+        update(session)
+        .where(session.c.id == session_id, ~session.c.revoked)
+        .values(revoked=True, revoked_at=now, revoked_reason="guard")
+    )
+
+
+def lock_account(conn: Connection, account_id: str, now: int) -> None:
+    conn.execute(
+        update(account)
+        .where(account.c.id == account_id, account.c.locked_at.is_(None))
+        .values(locked_at=now)
+    )
+    conn.execute(
+        update(session)
+        .where(session.c.account_id == account_id, ~session.c.revoked)
+        .values(revoked=True, revoked_at=now, revoked_reason="guard-lock")
+    )
+
+
+def factor_at(conn: Connection, session_id: str) -> int:
+    value = conn.execute(select(session.c.factor_at).where(session.c.id == session_id)).scalar()
+    return int(value or 0)
+
+
+def pending_step_ups(conn: Connection) -> dict[str, int]:
+    c = guard_containment.c
+    rows = conn.execute(
+        select(c.session_id, c.at).where(c.level == "step-up", c.released_at.is_(None))
+    ).all()
+    return {r.session_id: int(r.at) for r in rows if r.session_id}
+
+
+def release_step_up(conn: Connection, session_id: str, now: int) -> None:
+    c = guard_containment.c
+    conn.execute(
+        update(guard_containment)
+        .where(c.session_id == session_id, c.level == "step-up", c.released_at.is_(None))
+        .values(released_at=now, released_by="step-up", released_reason="second factor passed")
+    )
+
+
+def step_up_recently_passed(conn: Connection, session_id: str, since: int) -> bool:
+    c = guard_containment.c
+    return (
+        conn.execute(
+            select(c.id)
+            .where(c.session_id == session_id, c.level == "step-up", c.released_at >= since)
+            .limit(1)
+        ).first()
+        is not None
+    )

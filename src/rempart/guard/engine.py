@@ -1,0 +1,285 @@
+"""The guard: scores the audit records of each request before its data leaves, and acts.
+
+`observe(records)` groups the records by session, writes what the sliding windows need, runs
+the rules (`signals.py`) and, when one fires, decides the strongest response among those that
+fired (`respond.py`): step-up, suspension (the session is revoked) or lock (the account is
+locked and every session revoked). It returns a `Verdict`; `GuardedSink` writes the records,
+applies the response and raises the verdict's error so the request's data does not leave.
+
+The common case costs no query: a record of a patient this session already opened within the
+last minute, no decoy, no pending step-up (the pending set is reloaded once a second).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from rempart import clock
+from rempart.access.settings import SettingsCache
+from rempart.audit.records import AuditRecord
+from rempart.errors import RempartError
+from rempart.guard import contain, counters, signals
+from rempart.guard.baselines import Baselines
+from rempart.guard.counters import Seen, Touch
+from rempart.guard.decoys import Decoys
+from rempart.guard.errors import GuardContained, GuardStepUpRequired
+from rempart.guard.notify import Notifier
+from rempart.guard.respond import Responder
+from rempart.guard.settings import GuardConfig, Level, Thresholds
+from rempart.guard.signals import Firing, Subject
+
+log = logging.getLogger("rempart.guard")
+
+READ_ACTIONS = frozenset({"read", "vread", "history", "search"})
+# Records whose success means patient data is about to leave (or was just written).
+DATA_ACTIONS = READ_ACTIONS | {"create", "update", "transaction", "batch"}
+STEP_UP_RELOAD_SECONDS = 1.0
+CONTAINED_ENTRIES = 10_000
+HELD_SECONDS = 10.0
+
+
+@dataclass
+class Verdict:
+    level: Level
+    signal: str
+    error: RempartError | None = None
+    records: list[AuditRecord] = field(default_factory=list)  # the guard's own audit records
+    apply: Callable[[], None] | None = None  # containment rows and alerts, not yet written
+
+
+class Guard:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: SettingsCache,
+        decoys: Decoys,
+        notifier: Notifier,
+        config: GuardConfig,
+        *,
+        counting: Engine | None = None,
+    ) -> None:
+        self.engine = engine
+        self.counting = counting or engine  # touches and counts (see factory.counting_engine)
+        self.decoys = decoys
+        self.config = config
+        self._settings = settings
+        self._zone = config.zone
+        self._seen = Seen()
+        self._baselines = Baselines()
+        self._respond = Responder(engine, notifier)
+        self._pending: dict[str, int] = {}
+        self._pending_loaded = -STEP_UP_RELOAD_SECONDS
+        self._lock = threading.Lock()
+        # Sessions and accounts this process just contained: refused here at once, even before
+        # the rows that tell every process are written (a write's containment is written after
+        # its transaction rolls back, see GuardedSink). Briefly: after that the rows decide,
+        # so a release by a security officer through another process is not overridden here.
+        self._contained: dict[str, tuple[str, float]] = {}
+        self._pruned_at = 0
+
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self._settings.current())
+
+    # ---- scoring -------------------------------------------------------------------------
+
+    def observe(
+        self, records: Sequence[AuditRecord], conn: Connection | None = None
+    ) -> Verdict | None:
+        """The verdict on one request's records; `conn`: the caller's open transaction (a
+        write), which the guard's counting joins (nothing is written beside it)."""
+        groups: dict[tuple[str, str], list[AuditRecord]] = {}
+        for r in records:
+            if r.account_id and r.session_id:
+                groups.setdefault((r.account_id, r.session_id), []).append(r)
+        verdict: Verdict | None = None
+        for (account, session), group in groups.items():
+            found = self._observe(account, session, group, conn)
+            if found is not None and (verdict is None or found.level > verdict.level):
+                verdict = found
+        return verdict
+
+    def _observe(
+        self, account: str, session: str, recs: list[AuditRecord], conn: Connection | None
+    ) -> Verdict | None:
+        now = clock.now_micros()
+        t = self.thresholds()
+        first = recs[0]
+        who = Subject(account, first.username or account, first.role or "unknown", session)
+        data = any(r.outcome == "success" and r.action in DATA_ACTIONS for r in recs)
+        if data:
+            held = self._held(session) or self._held(f"account:{account}")
+            if held is not None:
+                return Verdict(Level.SUSPEND, "contained", GuardContained(held))
+            if self._step_up_pending(session, now, conn):
+                return Verdict(Level.STEP_UP, "step-up", GuardStepUpRequired())
+        firings: list[Firing] = []
+        hit = self.decoys.hit(recs)
+        if hit is not None:
+            patient, named = hit
+            firings.append(signals.decoy(t, who, patient, named.action, named.outcome))
+        touches, widest = self._touches(session, recs, now)
+        if touches:
+            firings.extend(self._score(who, touches, widest, t, now, conn))
+        if not firings:
+            return None
+        return self._verdict(who, firings, t, now, conn)
+
+    def _touches(self, session: str, recs: list[AuditRecord], now: int) -> tuple[list[Touch], int]:
+        touches: list[Touch] = []
+        per_search: dict[str | None, int] = {}
+        for r in recs:
+            if r.outcome == "success" and r.action in READ_ACTIONS:
+                if r.action == "search":
+                    if r.request_id not in per_search:
+                        touches.append(Touch("search", None))
+                        per_search[r.request_id] = 0
+                    if r.patient:
+                        per_search[r.request_id] += 1
+                if r.patient and self._seen.fresh(session, r.patient, now):
+                    glass = "break-the-glass" in (r.reason or "")
+                    touches.append(Touch("bg" if glass else "read", r.patient))
+            elif r.outcome == "denied":
+                touches.append(Touch("denied", None))
+            elif r.outcome == "failed" and r.action in DATA_ACTIONS:
+                touches.append(Touch("missing", None))
+        return touches, max(per_search.values(), default=0)
+
+    def _score(
+        self,
+        who: Subject,
+        touches: list[Touch],
+        widest: int,
+        t: Thresholds,
+        now: int,
+        outer: Connection | None,
+    ) -> list[Firing]:
+        day, hour, midnight = counters.local_day_and_hour(now, self._zone)
+        read = any(x.kind in counters.READ_KINDS for x in touches)
+        with self._transaction(outer, self.counting) as conn:
+            counters.write(conn, who.account, who.session, touches, now)
+            counts = counters.count(conn, who.account, who.session, now, t.short_micros, midnight)
+            peer = self._baselines.peer_of(conn, who.account, who.role)
+            if read and counts.today:
+                counters.record_day(conn, who.account, peer, day, hour, counts.today)
+            base = self._baselines.of(conn, who.account, peer, day) if read else None
+        if outer is None:
+            self._maybe_prune(now)
+        out = signals.enumeration(counts, t, who) + signals.searching(counts, t, who, widest)
+        if read and base is not None:
+            out += signals.velocity(counts, t, who, base)
+            out += signals.baseline(counts, t, who, base)
+            out += signals.outside_care(counts, t, who)
+            out += signals.off_hours(t, who, base, hour)
+        return out
+
+    # ---- responses -----------------------------------------------------------------------
+
+    def _verdict(
+        self, who: Subject, firings: list[Firing], t: Thresholds, now: int, conn: Connection | None
+    ) -> Verdict:
+        top = max(firings, key=lambda f: f.level)
+        level = top.level
+        if level == Level.STEP_UP and self._step_up_passed_recently(who.session, now, t, conn):
+            level = Level.ALERT  # a step-up was passed for this episode already: alert only
+        apply = self._respond.plan(who, firings, top, level, t, now)
+        if level == Level.ALERT:
+            return Verdict(level, top.signal, apply=apply)
+        with self._lock:
+            if len(self._contained) > CONTAINED_ENTRIES:
+                self._contained.clear()
+            if level == Level.STEP_UP:
+                self._pending[who.session] = now
+            elif level == Level.SUSPEND:
+                self._contained[who.session] = (level.label, time.monotonic())
+            else:
+                self._contained[f"account:{who.account}"] = (level.label, time.monotonic())
+        error: RempartError = (
+            GuardStepUpRequired() if level == Level.STEP_UP else GuardContained(level.label)
+        )
+        trace = AuditRecord(
+            action=f"guard-{level.label}",
+            outcome="success",
+            ip="guard",
+            user_agent="rempart-guard",
+            account_id=who.account,
+            username=who.username,
+            role=who.role,
+            session_id=who.session,
+            detail=f"{top.signal}: {top.message}"[:300],
+        )
+        return Verdict(level, top.signal, error, [trace], apply)
+
+    # ---- step-up ---------------------------------------------------------------------------
+
+    def _step_up_pending(self, session: str, now: int, outer: Connection | None) -> bool:
+        if time.monotonic() - self._pending_loaded >= STEP_UP_RELOAD_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._pending_loaded >= STEP_UP_RELOAD_SECONDS:
+                    with self.engine.connect() as conn:
+                        self._pending = contain.pending_step_ups(conn)
+                    self._pending_loaded = time.monotonic()
+        required = self._pending.get(session)
+        if required is None:
+            return False
+        with self._transaction(outer) as conn:
+            if contain.factor_at(conn, session) <= required:
+                return True
+            contain.release_step_up(conn, session, now)
+        with self._lock:
+            self._pending.pop(session, None)
+        return False
+
+    def _step_up_passed_recently(
+        self, session: str, now: int, t: Thresholds, outer: Connection | None
+    ) -> bool:
+        with self._transaction(outer) as conn:
+            return contain.step_up_recently_passed(conn, session, now - t.cooldown_micros)
+
+    # ---- housekeeping --------------------------------------------------------------------------
+
+    @contextmanager
+    def _transaction(
+        self, outer: Connection | None, engine: Engine | None = None
+    ) -> Iterator[Connection]:
+        if outer is not None:
+            yield outer
+            return
+        with (engine or self.engine).begin() as conn:
+            yield conn
+
+    def _held(self, key: str) -> str | None:
+        found = self._contained.get(key)
+        if found is None or time.monotonic() - found[1] > HELD_SECONDS:
+            return None
+        return found[0]
+
+    def released(self, account: str) -> None:
+        """A security officer released `account`: forget what this process held against it."""
+        self._baselines.forget(account)
+        with self._lock:
+            self._contained.pop(f"account:{account}", None)
+
+    def notify(self, kind: str, severity: str, message: str, details: dict[str, Any]) -> None:
+        self._respond.notifier.alert(kind, severity, message, details)
+
+    def _maybe_prune(self, now: int) -> None:
+        if now - self._pruned_at < counters.PRUNE_EVERY:
+            return
+        self._pruned_at = now
+        try:
+            counters.prune(self.counting, now)
+        except Exception:  # pragma: no cover - pruning is housekeeping, never a request failure
+            log.exception("guard: pruning old touches failed")
+
+    def close(self) -> None:
+        self._respond.notifier.close()
+        if self.counting is not self.engine:
+            self.counting.dispose()

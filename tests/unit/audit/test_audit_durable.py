@@ -1,0 +1,162 @@
+"""Waiting for the audit commit on the event loop: the worker thread is free at once, the result
+is released only once its records are committed, and a failure still fails the request."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+from tests.unit.audit.conftest import make_record
+
+from rempart.audit.durable import AuditUnavailable, immediate, run_audited
+from rempart.audit.settings import load_audit_settings
+from rempart.audit.tables import audit_batch, audit_event
+from rempart.errors import Forbidden
+from rempart.wiring import Services
+
+
+def _count(services: Services, table: Any = audit_event) -> int:
+    with services.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _hold_the_log(services: Services, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Another request's commit is in progress (stuck until the returned gate opens)."""
+    gate, started = threading.Event(), threading.Event()
+    real = services.audit._writer.append
+    first = [True]
+
+    def slow(records: list[Any]) -> None:
+        if first[0]:
+            first[0] = False
+            started.set()
+            gate.wait(20)
+        real(records)
+
+    monkeypatch.setattr(services.audit._writer, "append", slow)
+    threading.Thread(target=services.audit.record, args=(make_record(0),), daemon=True).start()
+    assert started.wait(10)
+    return gate
+
+
+def test_the_result_waits_for_the_commit_not_the_worker_thread(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = _hold_the_log(services, monkeypatch)
+    returned = threading.Event()
+
+    def read() -> str:
+        services.audit.record(make_record(1))  # queued behind the commit in progress
+        returned.set()
+        return "patient data"
+
+    async def serve() -> str:
+        task = asyncio.create_task(run_audited(read))
+        await asyncio.sleep(0.3)
+        assert returned.is_set()  # the worker thread did not wait for the commit...
+        assert not task.done()  # ...but the data does
+        assert _count(services) == 0
+        gate.set()
+        result = await asyncio.wait_for(task, 20)
+        assert _count(services) == 2  # committed before the result was released
+        return result
+
+    assert asyncio.run(serve()) == "patient data"
+
+
+def test_a_failed_commit_fails_the_request(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(records: list[Any]) -> None:
+        raise OSError("injected audit failure")
+
+    monkeypatch.setattr(services.audit._writer, "append", broken)
+
+    def read() -> str:
+        services.audit.record(make_record(1))
+        return "patient data"
+
+    with pytest.raises(AuditUnavailable) as caught:
+        asyncio.run(run_audited(read))
+    assert caught.value.status == 503
+
+
+def test_a_refusal_leaves_after_its_record_or_becomes_a_503(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse() -> str:
+        services.audit.record(make_record(1, outcome="denied"))
+        raise Forbidden("not yours")
+
+    with pytest.raises(Forbidden):
+        asyncio.run(run_audited(refuse))
+    assert _count(services) == 1
+
+    def broken(records: list[Any]) -> None:
+        raise OSError("injected audit failure")
+
+    monkeypatch.setattr(services.audit._writer, "append", broken)
+    with pytest.raises(AuditUnavailable):
+        asyncio.run(run_audited(refuse))
+
+
+def test_immediate_waits_in_place_under_run_audited(services: Services) -> None:
+    def act() -> int:
+        with immediate():
+            services.audit.record(make_record(1))
+        return _count(services)  # durable before the act that follows it
+
+    assert asyncio.run(run_audited(act)) == 1
+
+
+def test_concurrent_requests_share_commits_and_each_waits_for_its_own(
+    services: Services,
+) -> None:
+    requests = 200
+
+    def read(i: int) -> int:
+        services.audit.record(make_record(i))
+        return i
+
+    async def serve() -> list[int]:
+        return list(await asyncio.gather(*(run_audited(read, i) for i in range(requests))))
+
+    started = time.perf_counter()
+    assert asyncio.run(serve()) == list(range(requests))
+    assert time.perf_counter() - started < 60
+    assert _count(services) == requests
+    assert _count(services, audit_batch) < requests  # group commit
+    services.audit.close()  # the drainer thread stops with the log
+    assert services.audit._drainer is None or not services.audit._drainer.is_alive()
+
+
+def test_deferred_commits_are_spaced_by_the_commit_window(services: Services) -> None:
+    services.audit._window = 0.3  # exaggerated, to be visible
+
+    def read(i: int) -> int:
+        services.audit.record(make_record(i))
+        return i
+
+    async def serve() -> float:
+        await run_audited(read, 0)  # a quiet log: committed at once, in the calling thread
+        started = time.monotonic()
+        await asyncio.gather(*(run_audited(read, i) for i in range(1, 6)))
+        return time.monotonic() - started
+
+    assert asyncio.run(serve()) >= 0.2  # the next commit waited for the window...
+    assert _count(services) == 6
+    assert _count(services, audit_batch) <= 3  # ...and carried the later reads together
+
+
+def test_the_commit_window_is_bounded(tmp_path: Path) -> None:
+    assert load_audit_settings(tmp_path).commit_window_ms == 2
+    (tmp_path / "config.toml").write_text("[audit]\ncommit_window_ms = 0\n")
+    assert load_audit_settings(tmp_path).commit_window_ms == 0
+    (tmp_path / "config.toml").write_text("[audit]\ncommit_window_ms = 50\n")
+    with pytest.raises(ValueError, match="commit_window_ms"):
+        load_audit_settings(tmp_path)
