@@ -124,9 +124,9 @@ def test_init_with_an_hsm_then_serve(
         assert answer is not None, server.stderr.read() if server.stderr else "no output"
         assert answer.status_code == 200
         assert answer.json()["resourceType"] == "CapabilityStatement"
-        # The server made its directory and search keys under the HSM's KEK.
+        # The server made its directory, search and guard (decoy tag) keys under the HSM's KEK.
         status = rempart(home, database_url, hsm_env(token), "keys", "status")
-        assert status.stdout.strip() == "rempart-kek-000001 (current): 2 data keys"
+        assert status.stdout.strip() == "rempart-kek-000001 (current): 3 data keys"
     finally:
         server.terminate()
         server.communicate(timeout=30)
