@@ -28,8 +28,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 
 def autocommit(engine: Engine) -> Engine:
-    """The same pool, for single-statement reads on the hot path: no BEGIN, no ROLLBACK round trip
-    (PostgreSQL), no read transaction to hold the WAL back (SQLite). Never for writes."""
+    """The same pool, for reads on the hot path: on PostgreSQL no BEGIN and no ROLLBACK round
+    trip. Never for writes. SQLite keeps its engine: switching a pysqlite connection's
+    isolation level costs a PRAGMA on every checkout and checkin, more than it saves."""
+    if engine.dialect.name != "postgresql":
+        return engine
     return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
