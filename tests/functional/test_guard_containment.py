@@ -216,9 +216,17 @@ def test_a_decoy_found_by_a_search_locks(ward: Ward) -> None:
     with ward.services.engine.begin() as conn:
         ward.services.guard.decoys.plant(conn, [decoy], "test")
     headers = open_session(ward.services, ward.clinician)
-    found = ward.client.get("/fhir/Patient", params={"_count": "50"}, headers=headers)
+    # Ten of the clinician's own patients, the decoy among them: well under the breadth
+    # threshold, so only the decoy can cause the lock. (A first page of a browse could miss it:
+    # pages are ordered by random ids.)
+    wanted = ",".join(ward.patients[5:15])
+    found = ward.client.get("/fhir/Patient", params={"_id": wanted}, headers=headers)
     assert found.status_code == 401
     assert "entry" not in found.text
+    with ward.services.engine.connect() as conn:
+        assert conn.execute(
+            select(account.c.locked_at).where(account.c.id == ward.clinician.id)
+        ).scalar()
 
 
 def configure(ward: Ward, key: str, value: int) -> None:
