@@ -364,7 +364,15 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per point; the best is kept")
     ap.add_argument("--ids", type=int, default=2000, help="distinct patients to rotate over")
     ap.add_argument("--scenarios", nargs="+", default=["metadata", "read", "encounters", "family"])
+    ap.add_argument(
+        "--home",
+        type=Path,
+        help="SQLite only: seed into DIR once and keep it; later runs reuse it (for iterating)",
+    )
     args = ap.parse_args()
+    if args.home is not None and args.backend != "sqlite":
+        print("--home is for SQLite", file=sys.stderr)
+        return 2
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -374,16 +382,22 @@ def main() -> int:
     print(f"machine: {machine_facts()}")
     print(f"code: {code_under_test()}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    home = Path(tempfile.mkdtemp(prefix="rempart-bench-http-"))
+    kept = args.home is not None
+    home = args.home or Path(tempfile.mkdtemp(prefix="rempart-bench-http-"))
     try:
         with scratch_database(args.backend, home) as url:
             credentials = home / "credentials.json"
-            start = time.perf_counter()
-            size = str(args.patients)
-            rempart(home, url, "seed", "--patients", size, "--credentials-out", str(credentials))
-            took = time.perf_counter() - start
-            print(f"seeded {args.patients:,} patients on {args.backend} in {took:.0f} s")
-            guard_thresholds_raised(home, url)
+            if not credentials.exists():
+                home.mkdir(parents=True, exist_ok=True)
+                start = time.perf_counter()
+                size = str(args.patients)
+                out = str(credentials)
+                rempart(home, url, "seed", "--patients", size, "--credentials-out", out)
+                took = time.perf_counter() - start
+                print(f"seeded {args.patients:,} patients on {args.backend} in {took:.0f} s")
+                guard_thresholds_raised(home, url)
+            else:
+                print(f"reusing the hospital seeded in {home}")
             port = free_port()
             base = f"http://127.0.0.1:{port}"
             with server(home, url, port, args.workers) as proc:
@@ -414,7 +428,8 @@ def main() -> int:
                         )
                         print(point.row(), flush=True)
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not kept:
+            shutil.rmtree(home, ignore_errors=True)
     return 0
 
 

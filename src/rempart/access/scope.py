@@ -22,6 +22,7 @@ from sqlalchemy import (
     exists,
     false,
     literal,
+    literal_column,
     or_,
     select,
     union,
@@ -256,6 +257,14 @@ def _param(name: str, values: dict[str, Any] | None) -> Any:
     return bindparam(name) if values is None else bindparam(name, values[name])
 
 
+def _kind_in(kinds: tuple[str, ...]) -> ColumnElement[bool]:
+    """`kind IN ('a', 'b')` written into the SQL: the kinds are this module's constants, and an
+    expanding parameter would make every execution of a cached statement re-render its SQL."""
+    if not all(k.replace("-", "").replace("_", "").isalnum() for k in kinds):
+        raise ValueError(f"not a care-link kind: {kinds!r}")
+    return care_link.c.kind.in_([literal_column(f"'{k}'") for k in kinds])
+
+
 def _link_conditions(
     shape: _Shape, units: CTE, values: dict[str, Any] | None
 ) -> list[ColumnElement[bool]]:
@@ -272,14 +281,14 @@ def _link_conditions(
         conds.append(
             and_(
                 care_link.c.actor == _param("scope_practitioner", values),
-                care_link.c.kind.in_(shape.personal),
+                _kind_in(shape.personal),
                 recent,
             )
         )
     if shape.places:
         conds.append(
             and_(
-                care_link.c.kind.in_(shape.places),
+                _kind_in(shape.places),
                 recent,
                 care_link.c.actor.in_(select(units.c.unit)),
             )

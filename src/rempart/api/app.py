@@ -22,6 +22,8 @@ from rempart.api.security_headers import SecurityHeaders
 from rempart.config import load_settings
 from rempart.wiring import Services, open_services
 
+_DOC_PATHS = ("/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc")
+
 
 def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
@@ -37,14 +39,19 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
-    auth_routes.install(app, services.settings.profile)  # /auth, 429 handler, demo header
-    # Before the FHIR router: /fhir/AuditEvent must win over /fhir/{res_type}.
+    # Routes are matched in order, one regex each: the FHIR routes (the hot path) come first,
+    # after the audit routes only because /fhir/AuditEvent must win over /fhir/{res_type}.
+    # The others have prefixes of their own, so the order among them does not matter.
     app.include_router(audit_routes.router)
+    app.include_router(fhir_routes.router)
+    auth_routes.install(app, services.settings.profile)  # /auth, 429 handler, demo header
     app.include_router(me_routes.router)
     app.include_router(admin_routes.router)  # /admin (issue #4)
     app.include_router(access_routes.router)  # /access (issue #4)
     app.include_router(security_routes.router)  # /security: guard alerts, unlock (issue #7)
-    app.include_router(fhir_routes.router)
+    # FastAPI put its documentation routes first; they are rarely asked for.
+    docs = [r for r in app.router.routes if getattr(r, "path", None) in _DOC_PATHS]
+    app.router.routes[:] = [r for r in app.router.routes if r not in docs] + docs
     app.add_middleware(SecurityHeaders, docs_paths=("/docs", "/redoc"))
     return app
 

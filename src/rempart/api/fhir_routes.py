@@ -11,15 +11,13 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from rempart.api.deps import BodyDep, ContextDep, ServicesDep, TokenDep
+from rempart.api.deps import BodyDep, Caller, ContextDep, ServicesDep, TokenDep, caller_of
 from rempart.api.responses import fhir_response
 from rempart.audit.durable import run_audited
 from rempart.clock import micros_to_iso
-from rempart.context import RequestContext
 from rempart.errors import InvalidResource
 from rempart.fhir import HistoryEntry, capability_statement, history_bundle
 from rempart.store.repository import Stored
-from rempart.wiring import Services
 
 router = APIRouter(prefix="/fhir", tags=["FHIR R4"])
 
@@ -47,6 +45,18 @@ def _if_match(value: str | None) -> int | None:
     return int(text)
 
 
+# Declared first: routes are tried in order, and a read is the most frequent request.
+@router.get("/{res_type}/{res_id}")
+async def read(request: Request, res_type: str, res_id: str) -> Response:
+    # The audit commit is awaited here, on the event loop, not in the worker thread.
+    stored = await run_audited(_read, caller_of(request), res_type, res_id)
+    return fhir_response(stored.body, 200, _headers(stored))
+
+
+def _read(c: Caller, res_type: str, res_id: str) -> Stored:
+    return c.svc.records.read(c.svc.identity.authenticate(c.token), c.ctx, res_type, res_id)
+
+
 @router.get("/metadata")
 async def metadata(request: Request) -> Response:
     return fhir_response(capability_statement(base_url(request)))
@@ -63,14 +73,14 @@ async def transaction(
 
 
 @router.get("/{res_type}")
-async def search(
-    request: Request, res_type: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
-) -> Response:
+async def search(request: Request, res_type: str) -> Response:
+    c = caller_of(request)
     params = list(request.query_params.multi_items())
     base = base_url(request)
 
     def run() -> dict[str, object]:
-        return svc.records.search(svc.identity.authenticate(token), ctx, res_type, params, base)
+        who = c.svc.identity.authenticate(c.token)
+        return c.svc.records.search(who, c.ctx, res_type, params, base)
 
     return fhir_response(await run_audited(run))
 
@@ -89,19 +99,6 @@ async def create(
 
     stored = await run_in_threadpool(run)
     return fhir_response(stored.body, 201, _headers(stored, base_url(request)))
-
-
-@router.get("/{res_type}/{res_id}")
-async def read(
-    res_type: str, res_id: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
-) -> Response:
-    # The audit commit is awaited here, on the event loop, not in the worker thread.
-    stored = await run_audited(_read, svc, ctx, token, res_type, res_id)
-    return fhir_response(stored.body, 200, _headers(stored))
-
-
-def _read(svc: Services, ctx: RequestContext, token: str, res_type: str, res_id: str) -> Stored:
-    return svc.records.read(svc.identity.authenticate(token), ctx, res_type, res_id)
 
 
 @router.put("/{res_type}/{res_id}")
@@ -126,11 +123,11 @@ async def update(
 
 
 @router.get("/{res_type}/{res_id}/_history")
-async def history(
-    request: Request, res_type: str, res_id: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
-) -> Response:
+async def history(request: Request, res_type: str, res_id: str) -> Response:
+    c = caller_of(request)
+
     def run() -> list[Stored]:
-        return svc.records.history(svc.identity.authenticate(token), ctx, res_type, res_id)
+        return c.svc.records.history(c.svc.identity.authenticate(c.token), c.ctx, res_type, res_id)
 
     versions = await run_audited(run)
     entries = [
@@ -148,11 +145,12 @@ async def history(
 
 
 @router.get("/{res_type}/{res_id}/_history/{version}")
-async def vread(
-    res_type: str, res_id: str, version: str, svc: ServicesDep, ctx: ContextDep, token: TokenDep
-) -> Response:
+async def vread(request: Request, res_type: str, res_id: str, version: str) -> Response:
+    c = caller_of(request)
+
     def run() -> Stored:
-        return svc.records.vread(svc.identity.authenticate(token), ctx, res_type, res_id, version)
+        who = c.svc.identity.authenticate(c.token)
+        return c.svc.records.vread(who, c.ctx, res_type, res_id, version)
 
     stored = await run_audited(run)
     return fhir_response(stored.body, 200, _headers(stored))
