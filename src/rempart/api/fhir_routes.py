@@ -54,7 +54,10 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
 
 
 def _read(c: Caller, res_type: str, res_id: str) -> Stored:
-    return c.svc.records.read(c.svc.identity.authenticate(c.token), c.ctx, res_type, res_id)
+    # One read connection for the session lookup and the record (one pool checkout).
+    with c.svc.store.reader.connect() as conn:
+        who = c.svc.identity.authenticate(c.token, conn)
+        return c.svc.records.read(who, c.ctx, res_type, res_id, conn)
 
 
 @router.get("/metadata")

@@ -108,10 +108,17 @@ class Sessions:
         )
         return Session(token, lifetime // SECOND, session_id, scope)
 
-    def authenticate(self, token: str, *, scopes: tuple[str, ...] = (FULL,)) -> Principal:
+    def authenticate(
+        self, token: str, *, scopes: tuple[str, ...] = (FULL,), conn: Connection | None = None
+    ) -> Principal:
+        """The session's principal. `conn`: a read connection the caller holds for the rest of
+        the request (one pool checkout instead of two on the hot path)."""
         now = self._clock()
         token_hash = digest(token)
-        with self._reader.connect() as conn:
+        if conn is None:
+            with self._reader.connect() as own:
+                row = own.execute(_AUTHENTICATE, {"token_hash": token_hash}).first()
+        else:
             row = conn.execute(_AUTHENTICATE, {"token_hash": token_hash}).first()
         if (
             row is None
@@ -126,8 +133,8 @@ class Sessions:
         if now - row.last_seen > self._limits.idle[role] * SECOND:
             raise NotAuthenticated("session expired after inactivity; log in again")
         if now - row.last_seen > TOUCH_EVERY:
-            with self._engine.begin() as conn:
-                conn.execute(
+            with self._engine.begin() as writer:
+                writer.execute(
                     update(session).where(session.c.token_hash == token_hash).values(last_seen=now)
                 )
         return Principal(
