@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 from rempart import clock
 from rempart.simulate.actor import REFUSED, Actor, Reply
@@ -83,6 +83,27 @@ def _hijack(actor: Actor) -> bool:
     return ok
 
 
+def _take_session(
+    sim: Sim, pb: Playbook, canary: Callable[[Actor], Reply]
+) -> Generator[float, None, Cutoff | None]:
+    """The victim signs in and the attacker takes over: the cut-off watch, or None when the
+    victim's sign-in failed (nothing to attack)."""
+    actor = pb.actor
+    assert actor is not None
+    if not _hijack(actor):
+        pb.notes.append("victim sign-in failed")
+        return None
+    yield 2.0
+    pb.begin(sim.oracle)
+    return Cutoff(actor, canary)
+
+
+def _wind_up(sim: Sim, pb: Playbook, cut: Cutoff) -> Steps:
+    """A last check that the attacker was cut off, then what it ended up holding."""
+    yield from cut.confirm()
+    pb.sample(sim.oracle)
+
+
 def _ids(sim: Sim, actor: Actor) -> list[str]:
     ids = [p.id for p in sim.world.patients]
     actor.rng.shuffle(ids)
@@ -90,14 +111,10 @@ def _ids(sim: Sim, actor: Actor) -> list[str]:
 
 
 def fast_scrape(sim: Sim, pb: Playbook, unit: Unit) -> Steps:
-    actor = pb.actor
-    assert actor is not None
-    if not _hijack(actor):
-        pb.notes.append("victim sign-in failed")
+    cut = yield from _take_session(sim, pb, unit_canary(unit))
+    if cut is None:
         return
-    yield 2.0
-    pb.begin(sim.oracle)
-    cut = Cutoff(actor, unit_canary(unit))
+    actor = cut.actor
     for pid in _ids(sim, actor)[:FAST_LIMIT]:
         reply = actor.call("GET", f"/fhir/Patient/{pid}")
         if cut.after(reply):
@@ -107,19 +124,14 @@ def fast_scrape(sim: Sim, pb: Playbook, unit: Unit) -> Steps:
             if cut.after(actor.call("GET", "/fhir/Observation", params={"patient": pid})):
                 break
         yield actor.rng.uniform(0.1, 0.5)
-    yield from cut.confirm()
-    pb.sample(sim.oracle)
+    yield from _wind_up(sim, pb, cut)
 
 
 def search_scrape(sim: Sim, pb: Playbook, unit: Unit) -> Steps:
-    actor = pb.actor
-    assert actor is not None
-    if not _hijack(actor):
-        pb.notes.append("victim sign-in failed")
+    cut = yield from _take_session(sim, pb, unit_canary(unit))
+    if cut is None:
         return
-    yield 2.0
-    pb.begin(sim.oracle)
-    cut = Cutoff(actor, unit_canary(unit))
+    actor = cut.actor
     queries: list[tuple[str, dict[str, str]]] = [
         ("Patient", {"name": a + b, "_count": "200"}) for a in "bcdfglmprst" for b in "aeiou"
     ]
@@ -136,19 +148,14 @@ def search_scrape(sim: Sim, pb: Playbook, unit: Unit) -> Steps:
         if cut.after(actor.call("GET", f"/fhir/{res_type}", params=params)):
             break
         yield actor.rng.uniform(0.5, 2.0)
-    yield from cut.confirm()
-    pb.sample(sim.oracle)
+    yield from _wind_up(sim, pb, cut)
 
 
 def break_glass_scrape(sim: Sim, pb: Playbook, unit: Unit) -> Steps:
-    actor = pb.actor
-    assert actor is not None
-    if not _hijack(actor):
-        pb.notes.append("victim sign-in failed")
+    cut = yield from _take_session(sim, pb, unit_canary(unit))
+    if cut is None:
         return
-    yield 2.0
-    pb.begin(sim.oracle)
-    cut = Cutoff(actor, unit_canary(unit))
+    actor = cut.actor
     for pid in _ids(sim, actor)[:200]:
         body = {"patient": f"Patient/{pid}", "reason": BG_REASON}
         granted = actor.call("POST", "/access/break-glass", body=body)
@@ -159,12 +166,10 @@ def break_glass_scrape(sim: Sim, pb: Playbook, unit: Unit) -> Steps:
             path = f"/fhir/Patient/{pid}" if res_type == "Patient" else f"/fhir/{res_type}"
             params = None if res_type == "Patient" else {"patient": pid}
             if cut.after(actor.call("GET", path, params=params)):
-                yield from cut.confirm()
-                pb.sample(sim.oracle)
+                yield from _wind_up(sim, pb, cut)
                 return
             yield actor.rng.uniform(0.5, 2)
-    yield from cut.confirm()
-    pb.sample(sim.oracle)
+    yield from _wind_up(sim, pb, cut)
 
 
 def slow_scrape(sim: Sim, pb: Playbook, unit: Unit, days: int) -> Steps:
@@ -212,20 +217,15 @@ def slow_scrape(sim: Sim, pb: Playbook, unit: Unit, days: int) -> Steps:
 
 
 def secretary_scrape(sim: Sim, pb: Playbook, establishment: str) -> Steps:
-    actor = pb.actor
-    assert actor is not None
-    if not _hijack(actor):
-        pb.notes.append("victim sign-in failed")
-        return
-    yield 2.0
-    pb.begin(sim.oracle)
-    rng = actor.rng
-
     def canary(a: Actor) -> Reply:
         params = {"service-provider": establishment, "_count": "1"}
         return a.call("GET", "/fhir/Encounter", params=params, canary=True)
 
-    cut = Cutoff(actor, canary)
+    cut = yield from _take_session(sim, pb, canary)
+    if cut is None:
+        return
+    rng = cut.actor.rng
+    actor = cut.actor
     people = [p for p in sim.world.patients if p.family and p.birth_date]
     rng.shuffle(people)
     queries: list[dict[str, str]] = [{"family": p.family[:3]} for p in people[:30]]
@@ -236,20 +236,15 @@ def secretary_scrape(sim: Sim, pb: Playbook, establishment: str) -> Steps:
         if cut.after(actor.call("GET", "/fhir/Patient", params=params)):
             break
         yield rng.uniform(0.3, 1.5)
-    yield from cut.confirm()
-    pb.sample(sim.oracle)
+    yield from _wind_up(sim, pb, cut)
 
 
 def patient_probe(sim: Sim, pb: Playbook) -> Steps:
-    actor = pb.actor
-    assert actor is not None
-    if not _hijack(actor):
-        pb.notes.append("victim sign-in failed")
+    cut = yield from _take_session(sim, pb, own_record_canary)
+    if cut is None:
         return
-    yield 2.0
-    pb.begin(sim.oracle)
+    actor = cut.actor
     rng = actor.rng
-    cut = Cutoff(actor, own_record_canary)
     own_record_canary(actor)
     known = _ids(sim, actor)[:75]
     guessed = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in known]
