@@ -37,6 +37,7 @@ from rempart.access.tables import (
     unit_membership,
     unit_parent,
 )
+from rempart.store.prepared import Prepared
 from rempart.store.tables import resource
 
 BREAK_GLASS = "break-the-glass"
@@ -204,7 +205,7 @@ class Relationships:
         # One prepared statement per shape of scope, reused: building and caching a SQLAlchemy
         # statement per read costs more than the indexed lookup itself.
         params = {**self._values(), "scope_patient": patient}
-        kind = conn.execute(_covers_statement(self._shape), params).scalar()
+        kind = _covers_statement(self._shape).scalar(conn, params)
         return None if kind is None else _explain(str(kind))
 
     def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
@@ -297,7 +298,7 @@ def _link_conditions(
 
 
 @lru_cache(maxsize=32)
-def _covers_statement(shape: _Shape) -> Select[Any]:
+def _covers_statement(shape: _Shape) -> Prepared:
     """Is this patient linked to this account? (Unvalued parameters, bound at execution.)"""
     units = _units_cte(bindparam("scope_account"))
     patient: Any = bindparam("scope_patient")
@@ -305,13 +306,13 @@ def _covers_statement(shape: _Shape) -> Select[Any]:
         care_link.c.patient == patient, or_(*_link_conditions(shape, units, None))
     )
     if not shape.break_glass:
-        return linked.limit(1)
+        return Prepared(linked.limit(1))
     granted = select(literal(BREAK_GLASS)).where(
         break_glass.c.account_id == bindparam("scope_account"),
         break_glass.c.patient == patient,
         break_glass.c.expires > bindparam("scope_now"),
     )
-    return union_all(linked, granted).limit(1)  # type: ignore[return-value]
+    return Prepared(union_all(linked, granted).limit(1))
 
 
 def _scope_subquery(shape: _Shape, values: dict[str, Any]) -> Any:

@@ -23,6 +23,7 @@ from rempart.identity.errors import FAILED, LoginFailed
 from rempart.identity.settings import SessionLimits
 from rempart.identity.tables import account, session
 from rempart.store.db import autocommit
+from rempart.store.prepared import Prepared
 
 SECOND = 1_000_000
 TOUCH_EVERY = 30 * SECOND  # last_seen is rewritten at most this often: a read is not a write
@@ -35,7 +36,7 @@ def digest(token: str) -> bytes:
 
 
 # Built once: every request authenticates, and building the statement cost more than running it.
-_AUTHENTICATE = (
+_AUTHENTICATE = Prepared(
     select(
         session.c.id.label("session_id"),
         session.c.expires,
@@ -117,9 +118,9 @@ class Sessions:
         token_hash = digest(token)
         if conn is None:
             with self._reader.connect() as own:
-                row = own.execute(_AUTHENTICATE, {"token_hash": token_hash}).first()
+                row = _AUTHENTICATE.first(own, {"token_hash": token_hash})
         else:
-            row = conn.execute(_AUTHENTICATE, {"token_hash": token_hash}).first()
+            row = _AUTHENTICATE.first(conn, {"token_hash": token_hash})
         if (
             row is None
             or row.revoked

@@ -32,6 +32,7 @@ from rempart.store.bulk import bulk_insert
 from rempart.store.codec import index_digests, open_resource, seal_resource
 from rempart.store.db import autocommit
 from rempart.store.keyring import DIRECTORY_OWNER, Keyring
+from rempart.store.prepared import Prepared
 from rempart.store.tables import resource, resource_version, search_index
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -63,7 +64,7 @@ def refused(decision: Decision, res_type: str, res_id: str) -> Forbidden:
 
 
 # Built once: constructing a SQLAlchemy statement per read cost more than the indexed lookup.
-_READ_CURRENT = (
+_READ_CURRENT = Prepared(
     select(
         resource.c.version,
         resource.c.compartment,
@@ -99,7 +100,7 @@ class ResourceStore:
         if conn is None:
             with self.reader.connect() as own:
                 return self.read(decision, res_type, res_id, own)
-        row = conn.execute(_READ_CURRENT, {"res_type": res_type, "res_id": res_id}).first()
+        row = _READ_CURRENT.first(conn, {"res_type": res_type, "res_id": res_id})
         if row is None:
             if decision.restricted or res_type not in decision.read_types:
                 raise refused(decision, res_type, res_id)
