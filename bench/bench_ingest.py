@@ -317,11 +317,14 @@ STAGES = [
     ("  data keys (select + create + wrap)", "rempart.store.keyring:Keyring.create_many"),
     ("  sealing (AES-256-GCM)", "rempart.store.ingest:seal_with"),
     ("  resource + version rows", "rempart.store.ingest:bulk_insert"),
-    ("  index rows, staged", "rempart.store.bulk:IndexStage.add"),
+    ("  index rows, staged packed", "rempart.store.bulk:IndexStage.add"),
     ("  care links", "rempart.access.relations:write_rows"),
     ("commit", "sqlalchemy.engine.base:Transaction.commit"),
-    ("index merge (sorted, 16 transactions)", "rempart.store.bulk:IndexStage.merge"),
-    ("accounts (Argon2id)", "rempart.ingest.seeding:_create_accounts"),
+    ("index merge (unpacked, sorted, 16 transactions)", "rempart.store.bulk:IndexStage.merge"),
+    (
+        "accounts (Argon2id; waiting for them on PostgreSQL)",
+        "rempart.ingest.seeding:_Accounts.finish",
+    ),
     ("statistics (ANALYZE)", "rempart.ingest.seeding:refresh_statistics"),
 ]
 
@@ -333,6 +336,7 @@ def stage_timers() -> Iterator[dict[str, float]]:
     import importlib
 
     totals = dict.fromkeys((name for name, _ in STAGES), 0.0)
+    cpu = dict.fromkeys((f"{name} cpu" for name, _ in STAGES), 0.0)
     undo: list[tuple[Any, str, Any]] = []
     for name, target in STAGES:
         module_name, _, attr = target.partition(":")
@@ -349,11 +353,12 @@ def stage_timers() -> Iterator[dict[str, float]]:
             if _b[0]:
                 return _f(*args, **kw)
             _b[0] = True
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             try:
                 return _f(*args, **kw)
             finally:
                 totals[_n] += time.perf_counter() - start
+                cpu[f"{_n} cpu"] += time.thread_time() - start_cpu
                 _b[0] = False
 
         setattr(owner, leaf, timed)
@@ -361,6 +366,7 @@ def stage_timers() -> Iterator[dict[str, float]]:
     try:
         yield totals
     finally:
+        totals.update(cpu)
         for owner, leaf, original in reversed(undo):
             setattr(owner, leaf, original)
 
@@ -404,15 +410,20 @@ def profile_seed(backends: list[str], patients: int, top: int) -> None:
             f"\n### Seed stages, {patients:,} patients, {backend} (in process: wall {wall:.1f} s, "
             f"writer CPU {cpu:.1f} s, worker processes' CPU {workers:.1f} s)\n"
         )
-        print("| stage (writing process) | seconds | share |\n|---|---:|---:|")
+        print(
+            "| stage (writing process) | seconds | share | main thread CPU s |\n"
+            "|---|---:|---:|---:|"
+        )
         accounted = 0.0
-        for name, seconds in totals.items():
-            print(f"| {name} | {seconds:.2f} | {100 * seconds / wall:.0f}% |")
+        for name, _ in STAGES:
+            seconds, used = totals[name], totals[f"{name} cpu"]
+            print(f"| {name} | {seconds:.2f} | {100 * seconds / wall:.0f}% | {used:.2f} |")
             if not name.startswith("  "):
                 accounted += seconds
         other = wall - accounted
         print(
-            f"| waiting for the workers, loop (derived) | {other:.2f} | {100 * other / wall:.0f}% |"
+            f"| waiting for the workers, loop (derived) | {other:.2f} | "
+            f"{100 * other / wall:.0f}% | |"
         )
     profiler = cProfile.Profile()
     wall, _, _ = in_process_seed(backends[0], patients, profiler)

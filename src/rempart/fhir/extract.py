@@ -39,12 +39,19 @@ def extract_index(resource: dict[str, Any]) -> list[IndexEntry]:
     """Deduplicated entries in a deterministic order (parameter table order, then document
     order). Unusable values (unparseable dates, non-local references) are skipped, not errors:
     validate() is the gate, indexing only decides what is findable."""
-    seen: dict[IndexEntry, None] = {}
+    return [IndexEntry(param, token) for param, token in extract_pairs(resource)]
+
+
+def extract_pairs(resource: dict[str, Any]) -> list[tuple[str, str]]:
+    """extract_index as (param, token) tuples: bulk ingest indexes ~27 entries per resource,
+    and tuples are built and deduplicated several times faster than IndexEntry objects."""
+    seen: dict[tuple[str, str], None] = {}
     for pdef in definitions(resource["resourceType"]).values():
+        name = pdef.name
         for path in pdef.paths:
             for element in walk(resource, path.segments):
                 for token in _element_tokens(pdef, path, element):
-                    seen[IndexEntry(pdef.name, token)] = None
+                    seen[(name, token)] = None
     return list(seen)
 
 

@@ -22,11 +22,12 @@ from rempart.clock import now_micros
 from rempart.errors import RempartError
 from rempart.ingest.files import Item, Unreadable
 from rempart.ingest.workers import Lanes, default_workers, prepare_chunk, validate_chunk
-from rempart.store.bulk import bulk_connection
+from rempart.store.bulk import IndexStage, bulk_connection
 from rempart.store.ingest import refresh_statistics, write_prepared
 from rempart.store.keyring import SEARCH_OWNER
 from rempart.store.references import Resolver
 from rempart.store.repository import ID_PATTERN, ResourceStore
+from rempart.store.tables import search_index
 
 # Earlier phases are committed before later ones resolve conditional references against them.
 PHASES: list[frozenset[str]] = [
@@ -91,14 +92,23 @@ def import_items(
         known = {f"{p.resource['resourceType']}/{p.resource['id']}" for p in pending}
         resolver = Resolver(store, decision, urn_map=urn_map, known=known)
         with bulk_connection(store.engine) as conn:
-            for phase in [*PHASES, None]:
-                batch = [
-                    p
-                    for p in pending
-                    if (phase is None and not any(p.resource["resourceType"] in f for f in PHASES))
-                    or (phase is not None and p.resource["resourceType"] in phase)
-                ]
-                _store_phase(store, conn, lanes, resolver, batch, summary, progress)
+            # Each batch's index rows unpacked into the index in its own transaction: later
+            # phases resolve conditional references by searching the earlier ones.
+            stage = IndexStage(conn, search_index, deferred=False)
+            try:
+                for phase in [*PHASES, None]:
+                    batch = [
+                        p
+                        for p in pending
+                        if (
+                            phase is None
+                            and not any(p.resource["resourceType"] in f for f in PHASES)
+                        )
+                        or (phase is not None and p.resource["resourceType"] in phase)
+                    ]
+                    _store_phase(store, conn, lanes, resolver, stage, batch, summary, progress)
+            finally:
+                stage.merge()  # nothing left to merge: drops the temporary tables
     refresh_statistics(store.engine)
     return summary
 
@@ -128,6 +138,7 @@ def _store_phase(
     conn: Connection,
     lanes: Lanes,
     resolver: Resolver,
+    stage: IndexStage,
     batch: list[_Pending],
     summary: Summary,
     progress: Callable[[int], None] | None,
@@ -157,7 +168,7 @@ def _store_phase(
 
     for chunk, prepared in zip(chunks, lanes.map(prepare_chunk, jobs()), strict=True):
         with conn.begin():
-            write_prepared(store, conn, resolver.decision, prepared)
+            write_prepared(store, conn, resolver.decision, prepared, stage=stage)
         summary.imported.update(res_type for res_type, _, _, _ in prepared.entries)
         if progress is not None:
             progress(len(chunk))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,11 +70,17 @@ def seed_hospital(
     ranges = [(s, min(s + BATCH_PATIENTS, patients)) for s in range(0, patients, BATCH_PATIENTS)]
     search_key = store.keyring.ensure(SEARCH_OWNER)
     workers = default_workers(len(ranges))
+    # Argon2id of the staff (~0.2 CPU s each) fills the cores the load leaves idle. Not on
+    # SQLite: its single write lock would make an account insert wait behind the load's
+    # back-to-back transactions (and fail after the 30 s busy timeout).
+    early = services.engine.dialect.name != "sqlite"
+    accounts = _Accounts(services, hospital.accounts, early=early)
     with (
+        accounts,
         Lanes(search_key, workers=workers, patients=patients, seed=seed) as lanes,
         bulk_connection(services.engine) as conn,
     ):
-        stage = IndexStage(conn)
+        stage = IndexStage(conn, search_index)
         try:
             # Each batch's lastUpdated is read from this process's clock as the batch is
             # handed out (seconds before its commit), so batches stay in order.
@@ -85,8 +93,8 @@ def seed_hospital(
                     progress(stop - start)
         finally:
             # Also when a batch failed: what was committed becomes findable.
-            stage.merge(search_index)
-    _create_accounts(services, hospital.accounts)
+            stage.merge()
+        accounts.finish()
     # Their units and front desks, so the care-relationship policy has something to match.
     seed_memberships(services.engine, ((a.username, a.units) for a in hospital.accounts))
     # Decoy patients, known to the guard only as keyed tags (issue #7).
@@ -98,9 +106,43 @@ def seed_hospital(
     return SeedReport(patients=patients, resources=total, accounts=len(hospital.accounts))
 
 
-def _create_accounts(services: Services, accounts: list[SeedAccount]) -> None:
-    def create(acct: SeedAccount) -> str:
-        return services.identity.create_account(
+class _Accounts:
+    """The staff and patient accounts, created in threads (Argon2id releases the GIL).
+
+    `early`: from the start of the load, at the lowest CPU priority, so the hashing takes only
+    what the load leaves idle (the index merge, the writer's waits); `finish` waits for them.
+    Otherwise all at once in `finish`, at normal priority. Either way every account exists when
+    `finish` returns; a load that fails cancels the ones not started.
+    """
+
+    def __init__(self, services: Services, accounts: list[SeedAccount], *, early: bool) -> None:
+        self._services = services
+        self._accounts = accounts
+        self._early = early
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: list[Future[str]] = []
+
+    def __enter__(self) -> _Accounts:
+        if self._early:
+            self._start(_lowest_priority)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=kind is not None)
+
+    def finish(self) -> None:
+        if self._pool is None:
+            self._start(None)
+        for future in self._futures:
+            future.result()
+
+    def _start(self, initializer: Callable[[], None] | None) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, initializer=initializer)
+        self._futures = [self._pool.submit(self._create, a) for a in self._accounts]
+
+    def _create(self, acct: SeedAccount) -> str:
+        return self._services.identity.create_account(
             username=acct.username,
             password=acct.password,
             role=Role(acct.role),
@@ -110,9 +152,12 @@ def _create_accounts(services: Services, accounts: list[SeedAccount]) -> None:
             patient=acct.patient,
         )
 
-    # Argon2id is deliberately slow; hashing in parallel threads (it releases the GIL) halves it.
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-        list(pool.map(create, accounts))
+
+def _lowest_priority() -> None:
+    """Nice 19 for the calling thread (Linux schedules threads one by one; the threads Argon2
+    starts for its lanes inherit it). Elsewhere, or if refused, the thread keeps its priority."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
 
 
 def write_credentials(path: Path, accounts: list[SeedAccount]) -> None:

@@ -37,8 +37,35 @@ AHEAD_PER_WORKER = 2
 _STATE: dict[str, Any] = {}
 
 
+class MemoBlindIndex(BlindIndex):
+    """The blind index with a bounded memo of the digests it computed.
+
+    Bulk loads repeat most tokens: codes, statuses, date buckets, references to the patient and
+    to the directory. In a 250-patient batch of the seed 80% of the (type, param, token) triples
+    were seen before, and an HMAC costs ten times a dict lookup. The memo holds what the worker
+    holds anyway (the tokens of the resources it prepares, their digests) and lives as long as
+    the worker; it is emptied when full rather than evicted entry by entry.
+    """
+
+    __slots__ = ("_memo",)
+    LIMIT = 1 << 18  # entries (~60 MB at most)
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(key)
+        self._memo: dict[tuple[str, str, str], bytes] = {}
+
+    def digest(self, resource_type: str, param: str, token: str) -> bytes:
+        triple = (resource_type, param, token)
+        found = self._memo.get(triple)
+        if found is None:
+            if len(self._memo) >= self.LIMIT:
+                self._memo.clear()
+            found = self._memo[triple] = super().digest(resource_type, param, token)
+        return found
+
+
 def _state(search_key: bytes, patients: int | None, seed: int | None) -> dict[str, Any]:
-    state: dict[str, Any] = {"blind": BlindIndex(search_key)}
+    state: dict[str, Any] = {"blind": MemoBlindIndex(search_key)}
     if patients is not None and seed is not None:
         state["hospital"] = generate(patients, seed)
     return state

@@ -80,76 +80,202 @@ def existing_ids(conn: Connection, table: Table, res_type: str, ids: Sequence[st
 
 @contextmanager
 def bulk_connection(engine: Engine) -> Iterator[Connection]:
-    """One connection for a whole bulk load (the caller begins a transaction per batch)."""
+    """One connection for a whole bulk load (the caller begins a transaction per batch).
+
+    Its commits do not wait for the disk (SQLite `synchronous = NORMAL` in WAL mode, PostgreSQL
+    `synchronous_commit = off`): a crash can lose the last batches, never corrupt or half-write
+    one, and the command's later ordinary commits (accounts, ANALYZE) flush the log up to them,
+    so what a finished command reports is on disk. Both are given back when the load ends.
+    """
     with engine.connect() as conn:
-        if conn.dialect.name != "sqlite":
-            yield conn
-            return
         raw = conn.connection.driver_connection
+        if conn.dialect.name != "sqlite":
+            conn.exec_driver_sql("SET synchronous_commit = off")
+            conn.commit()
+            try:
+                yield conn
+            finally:
+                conn.rollback()
+                conn.exec_driver_sql("RESET synchronous_commit")
+                conn.commit()
+            return
         previous = raw.execute("PRAGMA cache_size").fetchone()[0]  # type: ignore[union-attr]
+        synchronous = raw.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
         raw.execute(f"PRAGMA cache_size = -{BULK_CACHE_KIB}")  # type: ignore[union-attr]
+        raw.execute("PRAGMA synchronous = NORMAL")  # type: ignore[union-attr]
         try:
             yield conn
         finally:
             raw.execute(f"PRAGMA cache_size = {int(previous)}")  # type: ignore[union-attr]
+            raw.execute(f"PRAGMA synchronous = {int(synchronous)}")  # type: ignore[union-attr]
+
+
+# Blind-index rows travel and are staged packed: one row per resource, its 16-byte digests
+# concatenated in PARTS slices of the digest space (by the digest's first 4 bits). The database
+# unpacks them in SQL (`_UNPACK`), so a resource of ~27 index rows costs one bound row instead of
+# 27 (2.6 us each on SQLite, the writing process's largest cost before).
+PARTS = 16
+DIGEST = 16
+_SHIFT = 8 - (PARTS.bit_length() - 1)
+PACKED_COLUMNS = ("res_type", "res_id", *(f"d{k}" for k in range(PARTS)))
+
+
+def pack_index(res_type: str, res_id: str, digests: Sequence[bytes]) -> tuple[Any, ...]:
+    """(res_type, res_id, part 0, ..., part 15) of one resource: each part the concatenation of
+    its digests in that slice, in the order given, or None. `digests` must be sorted."""
+    parts: list[bytes | None] = [None] * PARTS
+    start, count = 0, len(digests)
+    while start < count:
+        k = digests[start][0] >> _SHIFT
+        end = start + 1
+        while end < count and digests[end][0] >> _SHIFT == k:
+            end += 1
+        parts[k] = b"".join(digests[start:end])
+        start = end
+    return (res_type, res_id, *parts)
+
+
+def widest_part(packed: Sequence[tuple[Any, ...]]) -> int:
+    """The most digests any one part of these packed rows holds (sizes the unpacking)."""
+    return max((len(p) for row in packed for p in row[2:] if p), default=0) // DIGEST
+
+
+def unpack_index(packed: Sequence[tuple[Any, ...]]) -> list[tuple[str, bytes, str]]:
+    """The (res_type, digest, res_id) rows of packed rows, in no particular order."""
+    rows: list[tuple[str, bytes, str]] = []
+    for res_type, res_id, *parts in packed:
+        for part in parts:
+            if part:
+                rows.extend(
+                    (res_type, part[i : i + DIGEST], res_id) for i in range(0, len(part), DIGEST)
+                )
+    return rows
 
 
 class IndexStage:
-    """Blind-index rows of a bulk load, kept aside and merged into `search_index` at the end.
+    """Blind-index rows of a bulk load, staged packed and unpacked into `search_index` in key
+    order, by the database.
 
-    Why: index digests are uniformly random, so every batch of index rows lands on every leaf
-    of the index's B-tree. Once the index outgrows the page cache, each commit rewrites (WAL,
-    then checkpoint) nearly the whole index: a seed slowed from ~1,000 to ~250 resources/s by
-    1 GB, and would only get slower. Staged rows are appended to temporary tables instead (no
-    B-tree to walk, no WAL), and `merge` inserts them in key order, one slice of the digest
-    space per transaction, so each index page is written about once.
+    Deferred (the seed): rows are merged once, at the end of the load. Why: index digests are
+    uniformly random, so every batch of index rows lands on every leaf of the index's B-tree.
+    Once the index outgrows the page cache, each commit rewrites (WAL, then checkpoint) nearly
+    the whole index: a seed slowed from ~1,000 to ~250 resources/s by 1 GB, and would only get
+    slower. Staged rows are appended to a temporary table instead (no B-tree to walk, no WAL),
+    and `merge` inserts them in key order, one slice of the digest space per transaction, so
+    each index page is written about once.
+
+    Not deferred (`import`, whose conditional references search what the earlier phases
+    stored): `add` unpacks each batch into the target at once, in the caller's transaction.
 
     The temporary tables belong to the load's connection and are transactional with it: the
-    rows staged are exactly those of the committed batches. `merge` must run before the
-    connection is given back (on success and on failure alike): until then, the records of the
-    load are stored but not yet findable by search.
+    rows staged are exactly those of the committed batches. A deferred `merge` must run before
+    the connection is given back (on success and on failure alike): until then, the records of
+    the load are stored but not yet findable by search.
     """
 
-    PARTS = 16  # slices of the digest space: one merge transaction each
-
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, target: Table, *, deferred: bool = True) -> None:
         self._conn = conn
-        postgresql = conn.dialect.name == "postgresql"
-        schema = "pg_temp" if postgresql else "temp"  # never a table of the database itself
-        self._tables = [f"{schema}.rempart_stage_index_{k}" for k in range(self.PARTS)]
-        binary = "BYTEA" if postgresql else "BLOB"
-        with conn.begin():
-            for name in self._tables:
+        self._target = target
+        self._deferred = deferred
+        self._widest = 0
+        self._postgresql = conn.dialect.name == "postgresql"
+        schema = "pg_temp" if self._postgresql else "temp"  # never a table of the database
+        self._stage = f"{schema}.rempart_stage_index"
+        self._nums = f"{schema}.rempart_stage_nums"
+        binary = "BYTEA" if self._postgresql else "BLOB"
+        parts = ", ".join(f"d{k} {binary}" for k in range(PARTS))
+        with _transaction(conn):
+            for name in (self._stage, self._nums):
                 conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+            conn.exec_driver_sql(
+                f"CREATE TEMPORARY TABLE rempart_stage_index (res_type TEXT, res_id TEXT, {parts})"
+            )
+            if not self._postgresql:
                 conn.exec_driver_sql(
-                    f"CREATE TEMPORARY TABLE {name.split('.')[1]} "
-                    f"(res_type TEXT, digest {binary}, res_id TEXT)"
+                    "CREATE TEMPORARY TABLE rempart_stage_nums (n INTEGER PRIMARY KEY)"
                 )
 
-    def add(self, rows: Sequence[tuple[str, bytes, str]]) -> None:
-        """Stage (res_type, digest, res_id) rows, inside the caller's transaction."""
-        parts: list[list[tuple[str, bytes, str]]] = [[] for _ in range(self.PARTS)]
-        shift = 8 - (self.PARTS.bit_length() - 1)
-        for row in rows:
-            parts[row[1][0] >> shift].append(row)
-        for name, part in zip(self._tables, parts, strict=True):
-            _insert_rows(self._conn, name, ("res_type", "digest", "res_id"), part)
+    def add(self, packed: Sequence[tuple[Any, ...]], widest: int | None = None) -> None:
+        """Stage packed rows (`pack_index`), inside the caller's transaction. `widest` is
+        `widest_part(packed)` when the caller knows it already."""
+        if not packed:
+            return
+        self._widest = max(self._widest, widest_part(packed) if widest is None else widest)
+        _insert_rows(self._conn, self._stage, PACKED_COLUMNS, packed)
+        if not self._deferred:
+            self._unpack_all()
+            self._conn.exec_driver_sql(f"DELETE FROM {self._stage}")  # noqa: S608
 
-    def merge(self, target: Table) -> None:
-        """Move every staged row into `target` (the search index), in key order, one slice of
+    def merge(self) -> None:
+        """Move every staged row into the target (the search index), in key order, one slice of
         the digest space per transaction (SQLite's WAL holds a whole transaction until it
-        commits, so a single one would grow it to the size of the index).
+        commits, so a single one would grow it to the size of the index). Then drop the stage.
 
         Known cost on PostgreSQL: its B-tree splits pages in half when keys arrive in the middle
         of the index (each type's run lands before the next type's rows), so the primary key
         index comes out ~35% larger than with random inserts (29.4 against 21.4 MB at 300
         patients); rebuilding it after the merge would fix that (docs/benchmarks.md).
         """
-        # Names are ours (above and our Table objects), never input.
-        into = f"INSERT INTO {target.name} (res_type, digest, res_id) "
-        order = " ORDER BY res_type, digest, res_id"
-        for name in self._tables:
-            with self._conn.begin():
-                select = f"SELECT res_type, digest, res_id FROM {name}"  # noqa: S608
-                self._conn.exec_driver_sql(into + select + order)
-                self._conn.exec_driver_sql(f"DROP TABLE {name}")
+        if self._deferred:
+            for k in range(PARTS):
+                with _transaction(self._conn):
+                    self._prepare_unpack()
+                    self._unpack(k)
+        with _transaction(self._conn):
+            for name in (self._stage, self._nums):
+                self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+    def _unpack_all(self) -> None:
+        self._prepare_unpack()
+        for k in range(PARTS):
+            self._unpack(k)
+
+    def _prepare_unpack(self) -> None:
+        """Inside the unpacking transaction."""
+        if not self._postgresql:
+            self._number(self._widest)
+            return
+        # generate_series is estimated at 1,000 rows a call, so a large stage looks like
+        # millions of rows: the planner then compiles the query with LLVM (~0.2 s a statement,
+        # more than the work) and sizes a sort for them. Neither is wanted here.
+        self._conn.exec_driver_sql("SET LOCAL jit = off")
+        self._conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
+
+    def _unpack(self, k: int) -> None:
+        # Names are ours (above and our Table objects), never input; k is an int.
+        into = f"INSERT INTO {self._target.name} (res_type, digest, res_id) "
+        if self._postgresql:
+            select = (
+                f"SELECT res_type, substr(d{k}, n * {DIGEST} + 1, {DIGEST}), res_id "  # noqa: S608
+                f"FROM {self._stage} CROSS JOIN LATERAL "
+                f"generate_series(0, length(d{k}) / {DIGEST} - 1) AS g(n) "
+                f"WHERE d{k} IS NOT NULL"
+            )
+        else:
+            select = (
+                f"SELECT res_type, substr(d{k}, n * {DIGEST} + 1, {DIGEST}), res_id "  # noqa: S608
+                f"FROM {self._stage} JOIN {self._nums} ON n < length(d{k}) / {DIGEST} "
+                f"WHERE d{k} IS NOT NULL"
+            )
+        self._conn.exec_driver_sql(into + select + " ORDER BY 1, 2, 3")
+
+    def _number(self, upto: int) -> None:
+        # 0 .. upto-1 in the numbers table (SQLite has no generate_series here), in the current
+        # transaction: tens of rows, so re-done rather than trusted across a rollback.
+        sql = f"INSERT OR IGNORE INTO {self._nums} (n) VALUES (?)"  # noqa: S608
+        cur = self._conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cur.executemany(sql, [(n,) for n in range(upto)])
+        finally:
+            cur.close()
+
+
+@contextmanager
+def _transaction(conn: Connection) -> Iterator[None]:
+    """A transaction of its own, or the caller's when one is open (a non-deferred stage is
+    created inside the load's first transaction)."""
+    if conn.in_transaction():
+        yield
+        return
+    with conn.begin():
+        yield

@@ -14,7 +14,7 @@ import orjson
 from rempart.alerts import CRITICAL, raise_bound_alert
 from rempart.crypto import BlindIndex, IntegrityError, open_sealed, seal
 from rempart.errors import StoredDataTampered
-from rempart.fhir import IndexEntry, extract_index
+from rempart.fhir.extract import extract_pairs
 
 log = logging.getLogger("rempart.security")
 
@@ -63,8 +63,7 @@ def open_resource(
 def index_digests(
     blind: BlindIndex, res_type: str, res_id: str, resource: dict[str, Any]
 ) -> list[bytes]:
-    entries: list[IndexEntry] = extract_index(resource)
-    digests = {blind.digest(res_type, e.param, e.token) for e in entries}
+    digests = {blind.digest(res_type, param, token) for param, token in extract_pairs(resource)}
     pad = -len(digests) % INDEX_PAD
     # Deterministic pads, so an update can recompute and delete exactly the rows it wrote.
     digests.update(blind.digest(res_type, "_pad", f"{res_id}:{i}") for i in range(pad))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import time
 from typing import Any
 
 import pytest
@@ -17,14 +16,11 @@ Resource = dict[str, Any]
 def test_accepts_every_fixture_resource_unchanged(synthea: list[Resource]) -> None:
     assert len(synthea) == 7160
     before = copy.deepcopy(synthea)
-    start = time.perf_counter()
     for doc in synthea:
         assert validate(doc, doc["resourceType"]) is doc
-    elapsed = time.perf_counter() - start
     assert synthea == before  # content untouched
-    rate = len(synthea) / elapsed
-    print(f"\nvalidate(): {len(synthea)} resources in {elapsed:.2f} s = {rate:,.0f} resources/s")
-    assert rate > 1000  # the guide measured ~7,000/s; an order of magnitude less is a regression
+    # Its speed is measured by bench/bench_ingest.py (the import of this fixture), not here:
+    # a timed test fails on a busy machine for no fault of the code.
 
 
 def test_fixture_types_are_supported(synthea: list[Resource]) -> None:

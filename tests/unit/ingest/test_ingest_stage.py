@@ -1,0 +1,151 @@
+"""Packed blind-index rows (`store/bulk.py`): what goes in comes out, on both databases.
+
+The seed and the import hand the database one row per resource with its digests packed by
+slice of the digest space, and let SQL unpack them into `search_index`; these tests hold the
+unpacking to the rows a plain insert would have written, including across a rolled-back batch.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Connection, select
+
+from rempart.crypto import BlindIndex
+from rempart.fhir import extract_index
+from rempart.fhir.extract import extract_pairs
+from rempart.ingest.workers import MemoBlindIndex
+from rempart.seed import generate
+from rempart.store.bulk import (
+    DIGEST,
+    PARTS,
+    IndexStage,
+    bulk_connection,
+    pack_index,
+    unpack_index,
+    widest_part,
+)
+from rempart.store.tables import search_index
+from rempart.wiring import Services
+
+
+def _resource_rows(rng: random.Random, count: int) -> list[tuple[str, str, list[bytes]]]:
+    out = []
+    for n in range(count):
+        # From none to many digests: a long name has dozens of prefixes, all in a few slices.
+        digests = sorted({rng.randbytes(DIGEST) for _ in range(rng.choice([0, 1, 8, 27, 90]))})
+        out.append((rng.choice(["Patient", "Observation"]), f"stage-{n}", digests))
+    return out
+
+
+def _expected(rows: list[tuple[str, str, list[bytes]]]) -> set[tuple[str, bytes, str]]:
+    return {(t, d, i) for t, i, digests in rows for d in digests}
+
+
+def _stored(conn: Connection) -> set[tuple[str, bytes, str]]:
+    query = select(search_index).where(search_index.c.res_id.like("stage-%"))
+    return {(r.res_type, bytes(r.digest), r.res_id) for r in conn.execute(query)}
+
+
+def test_packing_keeps_every_digest_in_its_slice() -> None:
+    rows = _resource_rows(random.Random(1), 200)
+    packed = [pack_index(t, i, d) for t, i, d in rows]
+    assert all(len(p) == 2 + PARTS for p in packed)
+    for row in packed:
+        for k, part in enumerate(row[2:]):
+            assert part is None or (len(part) % DIGEST == 0 and part)
+            chunks = [part[j : j + DIGEST] for j in range(0, len(part or b""), DIGEST)]
+            assert all(c[0] >> 4 == k for c in chunks)
+    assert set(unpack_index(packed)) == _expected(rows)
+    widest = max(
+        sum(1 for d in digests if d[0] >> 4 == k) for _, _, digests in rows for k in range(PARTS)
+    )
+    assert widest_part(packed) == widest
+    assert widest_part([]) == 0
+
+
+@pytest.fixture
+def bulk(services: Services) -> Iterator[Connection]:
+    with bulk_connection(services.engine) as conn:
+        yield conn
+
+
+@pytest.mark.parametrize("deferred", [True, False])
+def test_the_database_unpacks_exactly_the_committed_rows(bulk: Connection, deferred: bool) -> None:
+    rng = random.Random(2)
+    committed, rolled_back = _resource_rows(rng, 300), _resource_rows(rng, 50)
+    rolled_back = [(t, i.replace("stage-", "stage-x"), d) for t, i, d in rolled_back]
+    stage = IndexStage(bulk, search_index, deferred=deferred)
+    try:
+        for chunk in (committed[:120], committed[120:]):
+            with bulk.begin():
+                stage.add([pack_index(t, i, d) for t, i, d in chunk])
+        failing = bulk.begin()
+        stage.add([pack_index(t, i, d) for t, i, d in rolled_back])
+        failing.rollback()  # the batch fails after its index rows were staged
+        with bulk.begin():
+            # Not deferred: findable as soon as committed. Deferred: only after the merge.
+            assert _stored(bulk) == (_expected(committed) if not deferred else set())
+    finally:
+        stage.merge()
+    with bulk.begin():
+        assert _stored(bulk) == _expected(committed)
+        # The stage is gone with the load: nothing of it stays in the session.
+        name = "rempart_stage_index"
+        if bulk.dialect.name == "sqlite":
+            left = bulk.exec_driver_sql(
+                f"SELECT count(*) FROM sqlite_temp_master WHERE name = '{name}'"
+            ).scalar()
+        else:
+            left = bulk.exec_driver_sql(
+                f"SELECT count(*) FROM pg_tables WHERE tablename = '{name}'"
+            ).scalar()
+        assert left == 0
+
+
+def test_a_bulk_connection_gives_its_settings_back(services: Services) -> None:
+    def current(conn: Connection) -> tuple[object, ...]:
+        if conn.dialect.name == "sqlite":
+            raw = conn.connection.driver_connection
+            cache = raw.execute("PRAGMA cache_size").fetchone()[0]  # type: ignore[union-attr]
+            sync = raw.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
+            return (cache, sync)
+        return (conn.exec_driver_sql("SHOW synchronous_commit").scalar(),)
+
+    with services.engine.connect() as conn:
+        before = current(conn)
+    with bulk_connection(services.engine) as conn:
+        during = current(conn)
+    with services.engine.connect() as conn:
+        after = current(conn)
+    assert during != before
+    assert after == before
+
+
+def test_the_memo_gives_the_digests_of_the_blind_index() -> None:
+    key = os.urandom(32)
+    plain, memo = BlindIndex(key), MemoBlindIndex(key)
+    triples = [("Patient", "family", f"p:{n % 7}") for n in range(40)]
+    assert [memo.digest(*t) for t in triples] == [plain.digest(*t) for t in triples]
+    assert memo.digest("Patient", "given", "p:0") != memo.digest("Patient", "family", "p:0")
+
+
+def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(MemoBlindIndex, "LIMIT", 10)
+    key = os.urandom(32)
+    memo, plain = MemoBlindIndex(key), BlindIndex(key)
+    for n in range(25):
+        assert memo.digest("Observation", "code", f"c:{n}") == plain.digest(
+            "Observation", "code", f"c:{n}"
+        )
+    assert len(memo._memo) <= 10
+
+
+def test_index_pairs_are_the_index_entries_in_order() -> None:
+    hospital = generate(6, 3)
+    resources = hospital.directory() + [r for b in hospital.patient_batches(6) for r in b]
+    for body in resources:
+        assert extract_pairs(body) == [(e.param, e.token) for e in extract_index(body)]
