@@ -20,11 +20,12 @@ from sqlalchemy import Connection, select, text
 
 from rempart.access import relations
 from rempart.access.pdp import system_decision
-from rempart.access.tables import care_link
+from rempart.access.tables import care_link, unit_membership
 from rempart.bootstrap import initialise
 from rempart.clock import micros_to_iso, now_micros
 from rempart.config import load_settings
 from rempart.fhir import patient_compartment
+from rempart.identity.tables import account
 from rempart.ingest import importer, seeding
 from rempart.ingest.files import read
 from rempart.ingest.workers import default_workers, prepare_chunk
@@ -110,6 +111,16 @@ def test_index_rows_and_care_links_are_those_of_the_one_process_path(seeded: Ser
     wanted, _ = relations.rows_many(sources, now=now_micros())
     assert {row[:5] for row in wanted} == links
     assert any(kind == relations.PARTICIPANT for _, _, kind, _, _ in links)
+
+
+def test_every_account_exists_with_its_units_after_a_seed(seeded: Services) -> None:
+    # On PostgreSQL the accounts are hashed and stored in threads during the load.
+    hospital = generate(PATIENTS, SEED)
+    with seeded.engine.connect() as conn:
+        stored = {r.username: r.id for r in conn.execute(select(account.c.username, account.c.id))}
+        members = set(conn.execute(select(unit_membership.c.account_id)).scalars())
+    assert set(stored) == {a.username for a in hospital.accounts}
+    assert {stored[a.username] for a in hospital.accounts if a.units} <= members
 
 
 def test_statistics_exist_after_a_seed(seeded: Services) -> None:
