@@ -17,8 +17,9 @@ Two access patterns:
 - `re-read`: the clinician rotates over their patients, each read again within the minute (the
   guard's steady state: no query, a decoy HMAC and a few dict lookups);
 - `new patient`: every read is a patient this session has not opened in the last minute (the
-  guard's worst case: one transaction writing the touch, one aggregate over the account's
-  24 h, the daily baseline upsert).
+  guard's worst case far from a threshold: the touch counted in the ledger's in-memory windows
+  and written in its next batch by the flusher thread, whose CPU is this process's too; near a
+  threshold the guard writes and counts in the database on the request path instead).
 
     .venv/bin/python bench/bench_guard.py                          # SQLite and PostgreSQL
     .venv/bin/python bench/bench_guard.py --backends sqlite --patients 400 --rounds 2000

@@ -53,6 +53,7 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             "webhook": bool(services.guard.config.webhook_url),
             "syslog": bool(services.guard.config.syslog),
             "settings": settings,
+            "unit_thresholds": services.guard.units.listing(current),
         }
     finally:
         services.close()
@@ -67,3 +68,5 @@ def status(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     for s in settings:
         mark = "" if s["value"] == s["default"] else f"  (default {s['default']})"
         sys.stdout.write(f"{s['key']} = {s['value']}  [{s['low']}..{s['high']}]{mark}\n")
+    for unit, limits in doc["unit_thresholds"].items():
+        sys.stdout.write(f"unit {unit}: clinician patients {limits} (short, hour, day)\n")

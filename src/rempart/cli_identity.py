@@ -40,9 +40,10 @@ def unlock(ctx: typer.Context, user: UserOpt, by: ByOpt, reason: ReasonOpt) -> N
     services, account_id = _account_id(ctx, user)
     try:
         services.identity.unlock(account_id, by, reason)
+        closed = services.security.release_by_operator(account_id, by, reason)  # the guard's
     finally:
         services.close()
-    sys.stderr.write(f"{user}: unlocked\n")
+    sys.stderr.write(f"{user}: unlocked ({closed} guard containments closed)\n")
 
 
 @identity_app.command("revoke-sessions")

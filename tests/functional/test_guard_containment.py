@@ -390,3 +390,46 @@ def test_a_release_through_another_process_holds_in_this_one(ward: Ward) -> None
 
         patch.setattr(guard_engine, "HELD_SECONDS", 0.0)
         assert read(ward.client, fresh, ward.patients[0]) == 200
+
+
+def test_the_operator_unlock_on_the_server_closes_the_guard_containments(
+    ward: Ward, settings: Settings
+) -> None:
+    from tests.functional.test_cli import rempart
+
+    decoy = ward.patients[13]
+    with ward.services.engine.begin() as conn:
+        ward.services.guard.decoys.plant(conn, [decoy], "test")
+    headers = open_session(ward.services, ward.clinician)
+    assert read(ward.client, headers, decoy) == 401  # locked, one containment open
+    done = rempart(
+        *("--home", str(settings.home), "--database", settings.database_url, "identity"),
+        *("unlock", "--user", ward.clinician.username, "--by", "ops.night"),
+        *("--reason", "called the doctor: wrong bed"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "1 guard containments closed" in done.stderr
+    with ward.services.engine.connect() as conn:
+        rows = conn.execute(
+            select(guard_containment.c.released_by, guard_containment.c.released_reason).where(
+                guard_containment.c.account_id == ward.clinician.id
+            )
+        ).all()
+        assert (
+            conn.execute(
+                select(account.c.locked_at).where(account.c.id == ward.clinician.id)
+            ).scalar()
+            is None
+        )
+    assert [(r.released_by, r.released_reason) for r in rows] == [
+        ("operator:ops.night", "called the doctor: wrong bed")
+    ]
+    officer = open_session(ward.services, ward.officer)
+    (alert,) = guard_alerts(ward, officer, "guard-release")
+    assert "ops.night" in alert["message"]
+    # Counting restarted: the unlocked clinician reads again (past this process's brief hold).
+    with pytest.MonkeyPatch.context() as patch:
+        from rempart.guard import engine as guard_engine
+
+        patch.setattr(guard_engine, "HELD_SECONDS", 0.0)
+        assert read(ward.client, login(ward.client, ward.clinician), ward.patients[0]) == 200

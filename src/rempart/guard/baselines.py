@@ -58,6 +58,13 @@ class Baselines:
             self._peer[account] = found
         return found
 
+    def cached(self, account: str, today: int) -> Baseline | None:
+        """The account's baseline if this process knows it (no query), else None."""
+        found = self._own.get((account, today))
+        if found is None or time.monotonic() - found[0] >= CACHE_SECONDS:
+            return None
+        return found[1]
+
     def of(self, conn: Connection, account: str, peer: str, today: int) -> Baseline:
         key = (account, today)
         cached = self._own.get(key)

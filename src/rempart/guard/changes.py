@@ -1,7 +1,8 @@
 """What the guard's four-eyes request kinds do once approved (`rempart.access.kinds`):
 
 - `guard-settings`: several `guard.*` settings at once (thresholds, windows, working hours,
-  responses), each checked against its bounds, so no approved change turns the guard off;
+  responses, per-unit thresholds `guard.unit.<unit id>.patients_*`, see units.py), each
+  checked against its bounds, so no approved change turns the guard off;
 - `plant-decoys`: new decoy patients for a real deployment: realistic synthetic identities
   (the seed's generator) stored like any patient, with no care relationship, registered as
   keyed tags only. Neither the request, its result nor any notice names them: an approver who
@@ -23,6 +24,7 @@ from rempart.clock import now_micros
 from rempart.errors import InvalidResource
 from rempart.guard import settings as _guard_settings  # noqa: F401  (registers guard.* keys)
 from rempart.guard.decoys import GUARD_OWNER, Decoys
+from rempart.guard.units import check_unit_value, is_unit_key
 from rempart.store.keyring import Keyring
 from rempart.store.repository import ResourceStore
 
@@ -38,7 +40,7 @@ def check_guard_values(values: dict[str, int]) -> dict[str, int]:
     for key, raw in values.items():
         if not key.startswith("guard."):
             raise InvalidResource(f"{key} is not a guard setting (use change-setting)")
-        out[key] = policy.check_value(key, raw)
+        out[key] = check_unit_value(key, raw) if is_unit_key(key) else policy.check_value(key, raw)
     return out
 
 

@@ -2,9 +2,11 @@
 
 A touch is written once per (session, patient) per `REWRITE_MICROS` per process (a clinician
 re-reading the same record costs nothing here); denials, misses and searches are written each
-time. One aggregate query over the account's last 24 h of touches then answers every sliding
-window at once. Counting restarts where a security officer released the account
-(`guard_reset`), so an account is not contained again for what it was already released for.
+time. Most touches are written in batches by the ledger (`ledger.py`) and counted in memory
+(`window.py`); near a threshold, one aggregate query over the account's last 24 h of touches
+answers every sliding window at once, exactly. Counting restarts where a security officer
+released the account (`guard_reset`), so an account is not contained again for what it was
+already released for.
 """
 
 from __future__ import annotations
@@ -90,25 +92,40 @@ class Seen:
 
 def local_day_and_hour(now: int, zone: ZoneInfo) -> tuple[int, int, int]:
     """(local day number, local hour, UTC micros of the local midnight)."""
+    return _local_day_and_hour(now // MINUTE, zone)
+
+
+@lru_cache(maxsize=64)
+def _local_day_and_hour(minute: int, zone: ZoneInfo) -> tuple[int, int, int]:
+    """Per minute (time zones move by whole quarter hours at least): one computation per
+    minute instead of one per request."""
+    now = minute * MINUTE
     local = datetime.fromtimestamp(now / 1_000_000, tz=zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     day = midnight.date().toordinal() - 719_163  # days since 1970-01-01
     return day, local.hour, int(midnight.timestamp() * 1_000_000)
 
 
-def write(conn: Connection, account: str, session: str, touches: list[Touch], now: int) -> None:
-    conn.execute(
-        guard_touch.insert(),
-        [
-            {
-                "account_id": account,
-                "session_id": session,
-                "kind": t.kind,
-                "patient": t.patient,
-                "at": now,
-            }
-            for t in touches
-        ],
+def write(
+    conn: Connection, account: str, session: str, touches: list[Touch], now: int
+) -> list[int]:
+    """Inserts the touches; returns their ids (the ledger's poll skips its own rows)."""
+    return list(
+        conn.execute(
+            guard_touch.insert().returning(guard_touch.c.id),
+            [
+                {
+                    "account_id": account,
+                    "session_id": session,
+                    "kind": t.kind,
+                    "patient": t.patient,
+                    "at": now,
+                }
+                for t in touches
+            ],
+        )
+        .scalars()
+        .all()
     )
 
 
@@ -166,6 +183,13 @@ def record_day(
     conn: Connection, account: str, peer: str, day: int, hour: int, patients: int
 ) -> None:
     """Upserts today's row of the account's baseline: distinct patients, hours active."""
+    record_day_hours(conn, account, peer, day, 1 << hour, patients)
+
+
+def record_day_hours(
+    conn: Connection, account: str, peer: str, day: int, hours: int, patients: int
+) -> None:
+    """`record_day` with a mask of hours (a batch may span several)."""
     conn.execute(
         _day_statement(conn.dialect.name),
         {
@@ -173,7 +197,7 @@ def record_day(
             "d_day": day,
             "d_peer": peer,
             "d_patients": patients,
-            "d_bit": 1 << hour,
+            "d_bit": hours,
         },
     )
 

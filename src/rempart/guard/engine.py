@@ -7,7 +7,10 @@ locked and every session revoked). It returns a `Verdict`; `GuardedSink` writes 
 applies the response and raises the verdict's error so the request's data does not leave.
 
 The common case costs no query: a record of a patient this session already opened within the
-last minute, no decoy, no pending step-up (the pending set is reloaded once a second).
+last minute, no decoy, no pending step-up (the pending set is reloaded once a second). A newly
+opened patient costs no query either while every count is clearly under its threshold: it is
+counted in this process's copy of the windows and written in the ledger's next batch
+(`ledger.py`); near a threshold the guard counts in the database, exactly, as before.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,14 +30,17 @@ from rempart.access.settings import SettingsCache
 from rempart.audit.records import AuditRecord
 from rempart.errors import RempartError
 from rempart.guard import contain, counters, signals
-from rempart.guard.baselines import Baselines
+from rempart.guard import settings as gs
+from rempart.guard.baselines import Baseline, Baselines
 from rempart.guard.counters import Seen, Touch
 from rempart.guard.decoys import Decoys
 from rempart.guard.errors import GuardContained, GuardStepUpRequired
+from rempart.guard.ledger import Ledger
 from rempart.guard.notify import Notifier
 from rempart.guard.respond import Responder
 from rempart.guard.settings import GuardConfig, Level, Thresholds
 from rempart.guard.signals import Firing, Subject
+from rempart.guard.units import UnitLimits
 
 log = logging.getLogger("rempart.guard")
 
@@ -44,6 +50,16 @@ DATA_ACTIONS = READ_ACTIONS | {"create", "update", "transaction", "batch"}
 STEP_UP_RELOAD_SECONDS = 1.0
 CONTAINED_ENTRIES = 10_000
 HELD_SECONDS = 10.0
+# Counted in memory unless a count plus a margin would pass a threshold (then exactly, in the
+# database). The margin covers what this process may not know yet of other processes' touches
+# (their unwritten ones, those written since its last poll: at most LAG_MICROS old): MARGIN,
+# plus what the account's current pace (distinct patients in the last RATE_MICROS, in this
+# process's view) reads in LAG_MICROS. A scraper's pace puts it on the exact path early.
+MARGIN = 16
+LAG_MICROS = 200_000  # ledger: FLUSH_SECONDS + the write + MAX_STALE_SECONDS, rounded up
+RATE_MICROS = 1_000_000
+FAST_KINDS = frozenset({"read", "search"})  # refusals, misses, break-the-glass: always exact
+UNCOUNTED = frozenset({"off-hours", "search-breadth"})  # fire on the request alone
 
 
 @dataclass
@@ -73,8 +89,11 @@ class Guard:
         self._settings = settings
         self._zone = config.zone
         self._seen = Seen()
+        self._thresholds = Thresholds(settings.current())
+        self.units = UnitLimits(engine)
         self._baselines = Baselines()
         self._respond = Responder(engine, notifier)
+        self.ledger = Ledger(self.counting, self._write_days)
         self._pending: dict[str, int] = {}
         self._pending_loaded = -STEP_UP_RELOAD_SECONDS
         self._lock = threading.Lock()
@@ -86,7 +105,10 @@ class Guard:
         self._pruned_at = 0
 
     def thresholds(self) -> Thresholds:
-        return Thresholds(self._settings.current())
+        values = self._settings.current()
+        if self._thresholds.values is not values:  # a new snapshot of the settings
+            self._thresholds = Thresholds(values)
+        return self._thresholds
 
     # ---- scoring -------------------------------------------------------------------------
 
@@ -110,9 +132,9 @@ class Guard:
         self, account: str, session: str, recs: list[AuditRecord], conn: Connection | None
     ) -> Verdict | None:
         now = clock.now_micros()
-        t = self.thresholds()
         first = recs[0]
         who = Subject(account, first.username or account, first.role or "unknown", session)
+        t = self.units.apply(self.thresholds(), account, who.role)
         data = any(r.outcome == "success" and r.action in DATA_ACTIONS for r in recs)
         if data:
             held = self._held(session) or self._held(f"account:{account}")
@@ -161,24 +183,111 @@ class Guard:
         now: int,
         outer: Connection | None,
     ) -> list[Firing]:
+        """Counts in memory (the ledger's window) when every count is clearly under its
+        threshold; else writes the touches and counts in the database, exactly."""
         day, hour, midnight = counters.local_day_and_hour(now, self._zone)
         read = any(x.kind in counters.READ_KINDS for x in touches)
-        with self._transaction(outer, self.counting) as conn:
-            counters.write(conn, who.account, who.session, touches, now)
-            counts = counters.count(conn, who.account, who.session, now, t.short_micros, midnight)
-            peer = self._baselines.peer_of(conn, who.account, who.role)
-            if read and counts.today:
-                counters.record_day(conn, who.account, peer, day, hour, counts.today)
-            base = self._baselines.of(conn, who.account, peer, day) if read else None
+        ledger = self.ledger
+        # Inside a write's transaction (writes, Bundles: not the hot path) the guard counts in
+        # the database, in that transaction; the ledger's poll brings the rows once committed.
+        window = None if outer is not None else ledger.window(who.account)
         if outer is None:
-            self._maybe_prune(now)
-        out = signals.enumeration(counts, t, who) + signals.searching(counts, t, who, widest)
-        if read and base is not None:
-            out += signals.velocity(counts, t, who, base)
-            out += signals.baseline(counts, t, who, base)
-            out += signals.outside_care(counts, t, who)
-            out += signals.off_hours(t, who, base, hour)
-        return out
+            self._maybe_prune(now)  # old touches, once an hour
+        if window is not None:
+            if ledger.crowded(who.account):
+                ledger.sync()  # at most MAX_PENDING unwritten touches per account
+            counts, pace = ledger.count_in(
+                window, who.session, touches, now, t.short_micros, midnight
+            )
+            if all(x.kind in FAST_KINDS for x in touches):
+                base = self._baseline_now(who, day) if read else None
+                margin = MARGIN + pace * LAG_MICROS // RATE_MICROS
+                searched = MARGIN if any(x.kind == "search" for x in touches) else 0
+                # In memory only while every count is twice the margin under its threshold:
+                # two processes' views differ by less than one margin, so once the account is
+                # within one margin of a threshold in any view, every process counts in the
+                # database and writes each touch before its data leaves (none stays queued).
+                if signals.headroom(counts, t, who, base, 2 * margin, searched):
+                    # Velocity and baseline cannot fire with that headroom: the other rules,
+                    # unless nothing they count is there (the usual case, no call at all).
+                    quiet = not (
+                        counts.denied_short
+                        or counts.missing_short
+                        or counts.denied_day
+                        or counts.break_glass_day
+                        or widest
+                        or counts.searches_minute > t(gs.SEARCH_RATE)
+                        or (
+                            base is not None
+                            and base.days >= t(gs.BASELINE_DAYS)
+                            and not t(gs.WORK_START) <= hour < t(gs.WORK_END)
+                        )
+                    )
+                    out = (
+                        []
+                        if quiet
+                        else signals.rules(counts, t, who, widest, base, hour, read, headroom=True)
+                    )
+                    if all(f.signal in UNCOUNTED for f in out):
+                        ledger.queue(who.account, who.session, touches, now)
+                        if read and counts.today:
+                            ledger.note_day(who.account, who.role, day, hour, counts.today)
+                        return out
+        return self._exact(who, touches, widest, t, now, outer, window is not None)
+
+    def _exact(
+        self,
+        who: Subject,
+        touches: list[Touch],
+        widest: int,
+        t: Thresholds,
+        now: int,
+        outer: Connection | None,
+        counted: bool,
+    ) -> list[Firing]:
+        """The touches written now and every window counted by one aggregate in the database.
+        Outside a write, with the ledger's queue written first (under its lock, so its poll
+        does not count these rows twice); inside a write, in the write's transaction."""
+        day, hour, midnight = counters.local_day_and_hour(now, self._zone)
+        read = any(x.kind in counters.READ_KINDS for x in touches)
+        ledger = self.ledger
+        # Outside a write the window holds these touches already (`counted`) and the rows are
+        # noted as ours before they commit; inside one, the poll brings them once committed.
+        loaded = counted and outer is None
+        with ledger.writing() if outer is None else nullcontext():
+            if outer is None:
+                ledger.flush_only()  # the queue first: the count below must include it
+            try:
+                with self._transaction(outer, self.counting) as conn:
+                    ids = counters.write(conn, who.account, who.session, touches, now)
+                    if loaded:
+                        ledger.own(ids, proof=False)  # before the commit: polls skip them
+                    counts = counters.count(
+                        conn, who.account, who.session, now, t.short_micros, midnight
+                    )
+                    peer = self._baselines.peer_of(conn, who.account, who.role)
+                    if read and counts.today:
+                        counters.record_day(conn, who.account, peer, day, hour, counts.today)
+                    base = self._baselines.of(conn, who.account, peer, day) if read else None
+            except BaseException:
+                if loaded:
+                    ledger.forget_all()  # ids noted as ours that may never be committed
+                raise
+        return signals.rules(counts, t, who, widest, base, hour, read)
+
+    def _baseline_now(self, who: Subject, day: int) -> Baseline:
+        found = self._baselines.cached(who.account, day)
+        if found is None:
+            with self.counting.connect() as conn:
+                peer = self._baselines.peer_of(conn, who.account, who.role)
+                found = self._baselines.of(conn, who.account, peer, day)
+        return found
+
+    def _write_days(self, conn: Connection, rows: list[tuple[str, str, int, int, int]]) -> None:
+        """The ledger's batch of daily baseline rows (distinct patients today, hours active)."""
+        for account, role, day, hours, patients in rows:
+            peer = self._baselines.peer_of(conn, account, role)
+            counters.record_day_hours(conn, account, peer, day, hours, patients)
 
     # ---- responses -----------------------------------------------------------------------
 
@@ -261,9 +370,12 @@ class Guard:
             return None
         return found[0]
 
-    def released(self, account: str) -> None:
-        """A security officer released `account`: forget what this process held against it."""
+    def released(self, account: str, since: int | None = None) -> None:
+        """A security officer released `account`: forget what this process held against it
+        (and count from `since`, the reset; other processes read it from `guard_reset`)."""
         self._baselines.forget(account)
+        if since is not None:
+            self.ledger.released(account, since)
         with self._lock:
             self._contained.pop(f"account:{account}", None)
 
@@ -280,6 +392,7 @@ class Guard:
             log.exception("guard: pruning old touches failed")
 
     def close(self) -> None:
+        self.ledger.close()
         self._respond.notifier.close()
         if self.counting is not self.engine:
             self.counting.dispose()

@@ -162,17 +162,8 @@ class GuardService:
         if row is None:
             raise ResourceNotFound(f"no account {account_id}")
         was_locked = row.locked_at is not None
-        now = clock.now_micros()
         self._identity.unlock(account_id, who.username, text, ctx)
-        c = guard_containment.c
-        with self._engine.begin() as conn:
-            released = conn.execute(
-                update(guard_containment)
-                .where(c.account_id == account_id, c.released_at.is_(None))
-                .values(released_at=now, released_by=who.account_id, released_reason=text)
-            ).rowcount
-            counters.reset(conn, account_id, now)
-        self._guard.released(account_id)
+        released = self._close(account_id, who.account_id, text)
         self._record(who, ctx, "guard-release", target=account_id, detail=text)
         self._guard.notify(
             "guard-release",
@@ -182,6 +173,48 @@ class GuardService:
             {"account_id": account_id, "by": who.account_id, "containments": released},
         )
         return {"account_id": account_id, "unlocked": was_locked, "containments_released": released}
+
+    def release_by_operator(self, account_id: str, by: str, reason: str) -> int:
+        """`rempart identity unlock` (the operator on the server, after `identity.unlock`):
+        closes the guard's containments of the account and restarts its counts, as the
+        security officer's release does; audited and alerted. The number closed."""
+        text = " ".join(reason.split())[:MAX_REASON] or "no reason given"
+        released = self._close(account_id, f"operator:{by}"[:64], text)
+        self._audit.record(
+            AuditRecord(
+                action="guard-release",
+                outcome="success",
+                ip="cli",
+                user_agent="rempart identity unlock",
+                username=by[:150],
+                resource_type="Account",
+                resource_id=account_id,
+                detail=text[:300],
+            )
+        )
+        self._guard.notify(
+            "guard-release",
+            INFO,
+            f"operator {by} unlocked account {account_id} on the server "
+            f"({released} guard containments closed)",
+            {"account_id": account_id, "by": f"operator:{by}"[:64], "containments": released},
+        )
+        return released
+
+    def _close(self, account_id: str, by: str, reason: str) -> int:
+        now = clock.now_micros()
+        c = guard_containment.c
+        with self._engine.begin() as conn:
+            released = int(
+                conn.execute(
+                    update(guard_containment)
+                    .where(c.account_id == account_id, c.released_at.is_(None))
+                    .values(released_at=now, released_by=by, released_reason=reason)
+                ).rowcount
+            )
+            counters.reset(conn, account_id, now)
+        self._guard.released(account_id, now)
+        return released
 
     def _record(
         self,

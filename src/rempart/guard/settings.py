@@ -116,6 +116,8 @@ class Thresholds:
     """One snapshot of the guard's settings (from the policy settings cache)."""
 
     values: PolicySettings
+    # A clinician's thresholds from its units (units.py), when one of them has an override.
+    unit_limits: tuple[int, int, int] | None = None
 
     def __call__(self, definition: SettingDef) -> int:
         return self.values.get(definition)
@@ -124,6 +126,8 @@ class Thresholds:
         return Level(self.values.get(RESPONSES[signal]))
 
     def role_limits(self, role: str) -> tuple[int, int, int]:
+        if self.unit_limits is not None and role == "clinician":
+            return self.unit_limits
         short, hour, day = ROLE_LIMITS.get(role, ROLE_LIMITS["patient"])
         return self(short), self(hour), self(day)
 

@@ -40,6 +40,7 @@ def _own(base: Baseline | None) -> str:
 def velocity(c: Counts, t: Thresholds, who: Subject, base: Baseline | None) -> list[Firing]:
     short, hour, day = t.role_limits(who.role)
     minutes = t(s.SHORT_WINDOW)
+    whose = f"{who.role} threshold" if t.unit_limits is None else "its units' threshold"
     out: list[Firing] = []
     checks = (
         ("session-velocity", c.session_short, short, f"in {minutes} min in one session"),
@@ -56,23 +57,47 @@ def velocity(c: Counts, t: Thresholds, who: Subject, base: Baseline | None) -> l
                     signal,
                     t.response(signal),
                     f"account {who.username} read {value} distinct patients {where}; "
-                    f"{who.role} threshold {limit}; {_own(base)}",
+                    f"{whose} {limit}; {_own(base)}",
                     {"count": value, "threshold": limit},
                 )
             )
     return out
 
 
-def baseline(c: Counts, t: Thresholds, who: Subject, base: Baseline) -> list[Firing]:
-    """Today's distinct patients far above both the account's own habit and its peers'."""
+def baseline_limit(t: Thresholds, base: Baseline) -> int | None:
+    """Distinct patients a day above which the baseline signal fires (None: no baseline yet)."""
     if base.days < t(s.BASELINE_DAYS):
-        return []
+        return None
     factor = t(s.BASELINE_FACTOR)
     own_limit = max(t(s.BASELINE_FLOOR), factor * base.p99)
     peer_limit = factor * base.peer_p99 if base.peer_days >= PEER_MIN_DAYS else 0
-    limit = max(own_limit, peer_limit)
-    if c.today <= limit:
+    return max(own_limit, peer_limit)
+
+
+def headroom(
+    c: Counts, t: Thresholds, who: Subject, base: Baseline | None, margin: int, searches: int
+) -> bool:
+    """Whether every count a read or a search can raise is at least `margin` under the
+    threshold it is compared with (`searches`: the margin for the search count, when the
+    request searched); the guard may then count in memory (engine.py)."""
+    short, hour, day = t.role_limits(who.role)
+    if (
+        max(c.session_short, c.account_short) + margin > short
+        or c.account_hour + margin > hour
+        or c.account_day + margin > day
+        or (searches and c.searches_minute + searches > t(s.SEARCH_RATE))
+    ):
+        return False
+    limit = None if base is None else baseline_limit(t, base)
+    return limit is None or c.today + margin <= limit
+
+
+def baseline(c: Counts, t: Thresholds, who: Subject, base: Baseline) -> list[Firing]:
+    """Today's distinct patients far above both the account's own habit and its peers'."""
+    limit = baseline_limit(t, base)
+    if limit is None or c.today <= limit:
         return []
+    factor = t(s.BASELINE_FACTOR)
     peer = f"peer p99 {base.peer_p99}" if base.peer_days >= PEER_MIN_DAYS else "no peer group"
     return [
         Firing(
@@ -200,3 +225,26 @@ def decoy(t: Thresholds, who: Subject, patient: str, action: str, outcome: str) 
         f"{outcome}): no legitimate workflow leads there",
         {"patient": f"Patient/{patient}"},
     )
+
+
+def rules(
+    c: Counts,
+    t: Thresholds,
+    who: Subject,
+    widest: int,
+    base: Baseline | None,
+    hour: int,
+    read: bool,
+    *,
+    headroom: bool = False,
+) -> list[Firing]:
+    """Every rule that applies to a request's counts (`headroom`: velocity and baseline are
+    known not to fire, see engine.py)."""
+    out = enumeration(c, t, who) + searching(c, t, who, widest)
+    if read and base is not None:
+        if not headroom:
+            out += velocity(c, t, who, base)
+            out += baseline(c, t, who, base)
+        out += outside_care(c, t, who)
+        out += off_hours(t, who, base, hour)
+    return out

@@ -1,0 +1,155 @@
+"""The guard's sliding windows in memory: one account's touches (this process's and, polled
+from `guard_touch`, every other process's), counted without a query.
+
+Every count the rules need is "how many since t": distinct patients (a patient counts in a
+window when its latest touch is in it) or events (refusals, misses, searches). Both are kept
+as sorted lists of times, so a count is one `bisect` (C code, O(log n)) and a touch is one
+`insort`; a remote touch that arrives late (another process's batch) slots in at its time.
+Merging is idempotent for patients (the latest time wins); events are deduplicated by row id
+by the caller (`ledger.py`).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from dataclasses import dataclass, field
+
+from rempart.guard.counters import Counts
+from rempart.guard.settings import DAY, MINUTE
+
+SESSION_KEEP = 60 * MINUTE  # the longest short window a setting allows
+
+
+class Lasts:
+    """Distinct patients by their latest touch."""
+
+    __slots__ = ("at", "times")
+
+    def __init__(self) -> None:
+        self.at: dict[str, int] = {}
+        self.times: list[int] = []
+
+    def touch(self, patient: str, when: int) -> None:
+        old = self.at.get(patient)
+        if old is not None:
+            if old >= when:
+                return
+            del self.times[bisect_left(self.times, old)]
+        self.at[patient] = when
+        insort(self.times, when)
+
+    def since(self, when: int) -> int:
+        return len(self.times) - bisect_left(self.times, when)
+
+    def drop_before(self, when: int) -> None:
+        cut = bisect_left(self.times, when)
+        if cut:
+            del self.times[:cut]
+            self.at = {p: t for p, t in self.at.items() if t >= when}
+
+
+class Events:
+    __slots__ = ("times",)
+
+    def __init__(self) -> None:
+        self.times: list[int] = []
+
+    def add(self, when: int) -> None:
+        insort(self.times, when)
+
+    def since(self, when: int) -> int:
+        return len(self.times) - bisect_left(self.times, when)
+
+    def drop_before(self, when: int) -> None:
+        cut = bisect_left(self.times, when)
+        if cut:
+            del self.times[:cut]
+
+
+@dataclass
+class SessionWindow:
+    patients: Lasts = field(default_factory=Lasts)
+    denied: Events = field(default_factory=Events)
+    missing: Events = field(default_factory=Events)
+    searches: Events = field(default_factory=Events)
+    last: int = 0
+
+
+@dataclass
+class AccountWindow:
+    """Everything counted for one account since `floor` (a security officer's release) and
+    within the last 24 h."""
+
+    floor: int = 0
+    patients: Lasts = field(default_factory=Lasts)
+    glass: Lasts = field(default_factory=Lasts)
+    denied: Events = field(default_factory=Events)
+    sessions: dict[str, SessionWindow] = field(default_factory=dict)
+    pruned: int = 0
+
+    def add(self, session: str, kind: str, patient: str | None, when: int) -> None:
+        if when < self.floor:
+            return
+        s = self.sessions.get(session)
+        if s is None:
+            s = self.sessions[session] = SessionWindow()
+        s.last = max(s.last, when)
+        if kind in ("read", "bg") and patient is not None:
+            self.patients.touch(patient, when)
+            s.patients.touch(patient, when)
+            if kind == "bg":
+                self.glass.touch(patient, when)
+        elif kind == "denied":
+            self.denied.add(when)
+            s.denied.add(when)
+        elif kind == "missing":
+            s.missing.add(when)
+        elif kind == "search":
+            s.searches.add(when)
+
+    def counts(self, session: str, now: int, short: int, midnight: int) -> Counts:
+        s = self.sessions.get(session) or SessionWindow()
+        floor = self.floor
+        short_at = max(now - short, floor)
+        day_at = max(now - DAY, floor)
+        return Counts(
+            session_short=s.patients.since(short_at),
+            account_short=self.patients.since(short_at),
+            account_hour=self.patients.since(max(now - 60 * MINUTE, floor)),
+            account_day=self.patients.since(day_at),
+            break_glass_day=self.glass.since(day_at),
+            denied_short=s.denied.since(short_at),
+            missing_short=s.missing.since(short_at),
+            denied_day=self.denied.since(day_at),
+            searches_minute=s.searches.since(max(now - MINUTE, floor)),
+            today=self.patients.since(max(midnight, day_at)),
+        )
+
+    def reset(self, since: int) -> None:
+        """Counting restarts at `since` (a release): everything before it is forgotten."""
+        if since <= self.floor:
+            return
+        self.floor = since
+        self.prune(since, force=True)
+
+    def prune(self, now: int, *, force: bool = False) -> None:
+        """Drops what no window can count any more (at most once a minute)."""
+        if not force and now - self.pruned < MINUTE:
+            return
+        self.pruned = now
+        keep = max(now - DAY, self.floor)
+        self.patients.drop_before(keep)
+        self.glass.drop_before(keep)
+        self.denied.drop_before(keep)
+        for sid in [k for k, s in self.sessions.items() if s.last < now - SESSION_KEEP]:
+            del self.sessions[sid]
+        session_keep = max(now - SESSION_KEEP, self.floor)
+        for s in self.sessions.values():
+            s.patients.drop_before(session_keep)
+            s.denied.drop_before(session_keep)
+            s.missing.drop_before(session_keep)
+            s.searches.drop_before(session_keep)
+
+    @property
+    def active(self) -> int:
+        return max((s.last for s in self.sessions.values()), default=0)
