@@ -44,41 +44,61 @@ class AuditUnavailable(ServiceUnavailable):
     """The audit record could not be made durable; the request fails without its data."""
 
 
+# Orders a coroutine registering its future (`Ticket.wait`) against the leader settling the
+# batch (`settle`): one lock for all tickets, taken once per wait and once per batch, rather
+# than a lock made, taken and released for every ticket.
+_WAITING = threading.Lock()
+
+
 class Ticket:
     """One caller's records on their way into the log. A thread waiting in place holds `done`
     (a lock taken at birth, released once: cheaper than an Event); a coroutine registers a
-    future instead. `lead` says the waiting thread was woken to lead the next commit."""
+    future in `waiter` instead. `lead` says the waiting thread was woken to lead the next
+    commit."""
 
-    __slots__ = ("done", "error", "futures", "lead", "parked", "records", "settled")
+    __slots__ = ("done", "error", "lead", "parked", "records", "settled", "waiter")
 
     def __init__(self, records: Sequence[AuditRecord], *, parked: bool) -> None:
         self.records = records
         self.parked = parked  # a thread waits on `done`
-        self.done = threading.Lock()
+        self.done: threading.Lock | None = None
         if parked:
+            self.done = threading.Lock()
             self.done.acquire()
         self.error: BaseException | None = None
         self.lead = False
         self.settled = False
-        self.futures: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]] | None = None
+
+    def sleep(self, timeout: float) -> bool:
+        """Parked: wait for `wake` (settled, or asked to lead); False when `timeout` ran out."""
+        assert self.done is not None, "only a parked ticket sleeps"
+        return self.done.acquire(timeout=timeout)
+
+    def wake(self) -> None:
+        assert self.done is not None, "only a parked ticket is woken"
+        self.done.release()
 
     async def wait(self, timeout: float) -> None:
         """Return once the records are committed; AuditUnavailable if they are not."""
         if not self.settled:
             loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            with self.done:  # against `settle` running in the leader's thread right now
+            future: asyncio.Future[bool] = loop.create_future()
+            with _WAITING:  # against `settle` running in the leader's thread right now
                 registered = not self.settled
                 if registered:
-                    self.futures.append((loop, future))
+                    self.waiter = (loop, future)
             if registered:
+                # A timer rather than `asyncio.wait_for`, which wraps the future in another
+                # one and costs about as much as the rest of the wait.
+                timer = loop.call_later(timeout, _expire, future)
                 try:
-                    await asyncio.wait_for(future, timeout)
-                except TimeoutError:
+                    settled = await future
+                finally:
+                    timer.cancel()
+                if not settled:
                     log.critical("audit write did not complete within %.0f s", timeout)
-                    raise AuditUnavailable(
-                        "the audit log did not answer in time; no data was sent"
-                    ) from None
+                    raise AuditUnavailable("the audit log did not answer in time; no data was sent")
         if self.error is not None:
             raise AuditUnavailable(
                 "the access could not be recorded in the audit log; no data was sent"
@@ -87,19 +107,27 @@ class Ticket:
 
 def settle(batch: Sequence[Ticket], error: BaseException | None, skip: Ticket | None) -> None:
     """Mark a committed (or failed) batch: wake parked threads, and each event loop once."""
-    wake: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-    for ticket in batch:
-        ticket.error = error
-        if ticket.parked:
+    wake: dict[asyncio.AbstractEventLoop, list[asyncio.Future[bool]]] = {}
+    parked: list[Ticket] = []
+    with _WAITING:
+        for ticket in batch:
+            ticket.error = error
             ticket.settled = True
-            if ticket is not skip:
-                ticket.done.release()
-            continue
-        with ticket.done:
-            ticket.settled = True
-            futures, ticket.futures = ticket.futures, []
-        for loop, future in futures:
-            wake.setdefault(loop, []).append(future)
+            if ticket.parked:
+                if ticket is not skip:
+                    parked.append(ticket)
+                continue
+            waiter = ticket.waiter
+            if waiter is not None:
+                ticket.waiter = None
+                loop, future = waiter
+                found = wake.get(loop)
+                if found is None:
+                    wake[loop] = [future]
+                else:
+                    found.append(future)
+    for ticket in parked:
+        ticket.wake()
     for loop, ready in wake.items():
         try:
             loop.call_soon_threadsafe(_resolve, ready)
@@ -107,10 +135,15 @@ def settle(batch: Sequence[Ticket], error: BaseException | None, skip: Ticket | 
             log.debug("an event loop closed before its audit tickets were settled")
 
 
-def _resolve(futures: list[asyncio.Future[None]]) -> None:
+def _resolve(futures: list[asyncio.Future[bool]]) -> None:
     for future in futures:
         if not future.done():  # a cancelled request (client gone) has nobody to tell
-            future.set_result(None)
+            future.set_result(True)
+
+
+def _expire(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
 
 
 def deferred() -> list[Ticket] | None:

@@ -115,7 +115,7 @@ class AuditLog:
             tickets.append(self.submit(*records))
             return
         ticket = self._enqueue(records, parked=True)
-        if not ticket.lead and not ticket.done.acquire(timeout=self._timeout):
+        if not ticket.lead and not ticket.sleep(self._timeout):
             self._timed_out(ticket)
         if ticket.lead:
             self._lead(ticket)
@@ -201,7 +201,7 @@ class AuditLog:
             elif self._queue[0].parked:
                 successor = self._queue[0]
                 successor.lead = True
-                successor.done.release()
+                successor.wake()
             else:
                 self._hand_to_drainer()
 

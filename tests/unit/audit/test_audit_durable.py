@@ -160,3 +160,48 @@ def test_the_commit_window_is_bounded(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text("[audit]\ncommit_window_ms = 50\n")
     with pytest.raises(ValueError, match="commit_window_ms"):
         load_audit_settings(tmp_path)
+
+
+def test_a_commit_that_does_not_come_in_time_fails_the_request(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = _hold_the_log(services, monkeypatch)
+
+    def read() -> str:
+        services.audit.record(make_record(1))  # queued behind the stuck commit
+        return "patient data"
+
+    try:
+        started = time.monotonic()
+        with pytest.raises(AuditUnavailable, match="in time") as caught:
+            asyncio.run(run_audited(read, timeout=0.3))
+        assert caught.value.status == 503
+        assert 0.25 <= time.monotonic() - started < 10
+    finally:
+        gate.set()  # the stuck commit ends; the late settle finds a future nobody awaits
+    services.audit.close()
+    assert _count(services) == 2
+
+
+def test_many_waiters_on_several_loops_are_each_released_once_committed(
+    services: Services,
+) -> None:
+    """Tickets of two event loops in one batch: each loop is woken for its own."""
+
+    def read(i: int) -> int:
+        services.audit.record(make_record(i))
+        return i
+
+    async def serve(base: int) -> list[int]:
+        return list(await asyncio.gather(*(run_audited(read, base + i) for i in range(50))))
+
+    results: list[list[int]] = []
+    loops = [
+        threading.Thread(target=lambda b=b: results.append(asyncio.run(serve(b)))) for b in (0, 100)
+    ]
+    for t in loops:
+        t.start()
+    for t in loops:
+        t.join(60)
+    assert sorted(map(sorted, results)) == [list(range(50)), list(range(100, 150))]
+    assert _count(services) == 100

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 from tests.unit.audit.conftest import make_record
 
-from rempart.audit.entry import COLUMNS, row_leaf
+from rempart.audit.entry import COLUMNS, row_leaf, stored_rows, to_row
 from rempart.audit.factory import open_audit
 from rempart.audit.log import AuditUnavailable
 from rempart.audit.merkle import mth
@@ -171,3 +171,25 @@ def test_postgresql_refuses_truncate(filled: Callable[..., Services]) -> None:
         pytest.skip("TRUNCATE is PostgreSQL's")
     with pytest.raises(DBAPIError, match="append-only"), services.engine.begin() as conn:
         conn.execute(text("TRUNCATE audit_event"))
+
+
+def test_stored_rows_are_the_rows_and_leaves_of_to_row(services: Services) -> None:
+    records = [
+        make_record(0),
+        make_record(1, resource_id="x" * 5000, user_agent="y" * 5000, practitioner=None),
+        make_record(2, username=None, reason=None, account_id="", ip=""),
+    ]
+    sealer = services.audit.sealer
+    rows = stored_rows(41, records, sealer)
+    assert [row[0] for row in rows] == [41, 42, 43]
+    for row, record in zip(rows, records, strict=True):
+        expected = to_row(row[0], record, sealer)
+        # The sealed text has its own nonce each time: compare what it opens to.
+        assert row[:-2] == expected[:-1]
+        assert sealer.open(row[0], row[-2]) == sealer.open(row[0], expected[-1])
+        assert row[-1] == row_leaf(row[:-1])
+    assert len(rows[1][COLUMNS.index("resource_id")]) == 64
+    assert len(rows[1][COLUMNS.index("user_agent")]) == 256
+    assert rows[1][COLUMNS.index("practitioner")] is None
+    assert rows[2][COLUMNS.index("account_id")] == ""
+    assert rows[2][COLUMNS.index("sealed")] is None
