@@ -54,10 +54,10 @@ async def read(request: Request, res_type: str, res_id: str) -> Response:
 
 
 def _read(c: Caller, res_type: str, res_id: str) -> Stored:
-    # One read connection for the session lookup and the record (one pool checkout).
-    with c.svc.store.reader.connect() as conn:
-        who = c.svc.identity.authenticate(c.token, conn)
-        return c.svc.records.read(who, c.ctx, res_type, res_id, conn)
+    # No connection is held across the call: recording the access (the guard, the audit log)
+    # checks out connections of its own, and a thread holding one while waiting for another
+    # starves the pool under load (measured: 32 concurrent reads fell to 97/s).
+    return c.svc.records.read(c.svc.identity.authenticate(c.token), c.ctx, res_type, res_id)
 
 
 @router.get("/metadata")

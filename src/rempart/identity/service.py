@@ -372,8 +372,8 @@ class IdentityService(SecurityOfficerActions):
 
     # ---- sessions ----------------------------------------------------------------------------
 
-    def authenticate(self, token: str, conn: Connection | None = None) -> Principal:
-        return self.core.sessions.authenticate(token, conn=conn)
+    def authenticate(self, token: str) -> Principal:
+        return self.core.sessions.authenticate(token)
 
     def authenticate_for_factors(self, token: str) -> Principal:
         """A full session, or one opened with an enrolment code (which may only register a

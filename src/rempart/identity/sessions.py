@@ -109,17 +109,10 @@ class Sessions:
         )
         return Session(token, lifetime // SECOND, session_id, scope)
 
-    def authenticate(
-        self, token: str, *, scopes: tuple[str, ...] = (FULL,), conn: Connection | None = None
-    ) -> Principal:
-        """The session's principal. `conn`: a read connection the caller holds for the rest of
-        the request (one pool checkout instead of two on the hot path)."""
+    def authenticate(self, token: str, *, scopes: tuple[str, ...] = (FULL,)) -> Principal:
         now = self._clock()
         token_hash = digest(token)
-        if conn is None:
-            with self._reader.connect() as own:
-                row = _AUTHENTICATE.first(own, {"token_hash": token_hash})
-        else:
+        with self._reader.connect() as conn:
             row = _AUTHENTICATE.first(conn, {"token_hash": token_hash})
         if (
             row is None
@@ -134,8 +127,8 @@ class Sessions:
         if now - row.last_seen > self._limits.idle[role] * SECOND:
             raise NotAuthenticated("session expired after inactivity; log in again")
         if now - row.last_seen > TOUCH_EVERY:
-            with self._engine.begin() as writer:
-                writer.execute(
+            with self._engine.begin() as conn:
+                conn.execute(
                     update(session).where(session.c.token_hash == token_hash).values(last_seen=now)
                 )
         return Principal(

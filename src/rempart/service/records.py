@@ -11,8 +11,6 @@ import uuid
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import Connection
-
 from rempart.access.pdp import Policy, Principal
 from rempart.audit.events import Trail, patient_of
 from rempart.audit.records import AuditSink
@@ -45,18 +43,11 @@ class RecordService:
         self.default_count = default_count
         self.max_count = max_count
 
-    def read(
-        self,
-        who: Principal,
-        ctx: RequestContext,
-        res_type: str,
-        res_id: str,
-        conn: Connection | None = None,
-    ) -> Stored:
+    def read(self, who: Principal, ctx: RequestContext, res_type: str, res_id: str) -> Stored:
         check_type(res_type)
         with Trail(self.audit, who, ctx, "read", res_type, res_id) as trail:
             decision = self.policy.decide(who)
-            stored = self.store.read(decision, res_type, res_id, conn)
+            stored = self.store.read(decision, res_type, res_id)
             trail.success(stored, reason=decision.explain())  # durable before the data leaves
         return stored
 

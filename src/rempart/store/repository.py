@@ -94,21 +94,17 @@ class ResourceStore:
 
     # ---- reads -------------------------------------------------------------------------------
 
-    def read(
-        self, decision: Decision, res_type: str, res_id: str, conn: Connection | None = None
-    ) -> Stored:
-        if conn is None:
-            with self.reader.connect() as own:
-                return self.read(decision, res_type, res_id, own)
-        row = _READ_CURRENT.first(conn, {"res_type": res_type, "res_id": res_id})
-        if row is None:
-            if decision.restricted or res_type not in decision.read_types:
+    def read(self, decision: Decision, res_type: str, res_id: str) -> Stored:
+        with self.reader.connect() as conn:
+            row = _READ_CURRENT.first(conn, {"res_type": res_type, "res_id": res_id})
+            if row is None:
+                if decision.restricted or res_type not in decision.read_types:
+                    raise refused(decision, res_type, res_id)
+                raise ResourceNotFound(f"{res_type}/{res_id} is not known")
+            if not decision.may_read(res_type, row.compartment, conn=conn):
                 raise refused(decision, res_type, res_id)
-            raise ResourceNotFound(f"{res_type}/{res_id} is not known")
-        if not decision.may_read(res_type, row.compartment, conn=conn):
-            raise refused(decision, res_type, res_id)
-        owner = owner_of(row.compartment)
-        key = self.keyring.key_for(conn, owner, create=False)
+            owner = owner_of(row.compartment)
+            key = self.keyring.key_for(conn, owner, create=False)
         body = open_resource(key, row.payload, res_type, res_id, row.version, owner)
         body = decision.view(res_type, body)  # what this role may see of a permitted record
         return Stored(res_type, res_id, row.version, row.last_updated, body)
