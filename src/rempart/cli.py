@@ -184,12 +184,17 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Server processes.")] = 2,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Server processes (default: 1 on SQLite, 2 on PostgreSQL)."),
+    ] = None,
 ) -> None:
     """Serve the FHIR API (refuses to start without its key or an up-to-date schema)."""
-    from rempart.bootstrap import run_server
+    from rempart.bootstrap import default_workers, run_server
 
-    run_server(_settings(ctx), host=host, port=port, workers=workers)
+    settings = _settings(ctx)
+    chosen = workers or default_workers(settings)
+    run_server(settings, host=host, port=port, workers=chosen)
 
 
 @app.command()
@@ -199,14 +204,15 @@ def demo(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
 ) -> None:
     """Initialise, seed a 2,000-patient hospital once, and serve it on 127.0.0.1."""
-    from rempart.bootstrap import demo_banner, run_server
+    from rempart.bootstrap import default_workers, demo_banner, run_server
 
     settings = _settings(ctx)
     credentials = settings.home / "credentials.json"
     if not credentials.exists():
         ctx.invoke(seed, ctx=ctx, patients=patients, seed=0, credentials_out=credentials)
     err.print(demo_banner(settings.home, credentials, port))
-    run_server(load_settings(settings.home, ctx.obj[1]), host="127.0.0.1", port=port, workers=2)
+    served = load_settings(settings.home, ctx.obj[1])
+    run_server(served, host="127.0.0.1", port=port, workers=default_workers(served))
 
 
 @app.command()
