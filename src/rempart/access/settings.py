@@ -66,14 +66,19 @@ def check_value(key: str, raw: object) -> int:
     definition = _DEFS.get(key)
     if definition is None:
         raise InvalidResource(f"unknown setting {key!r}; known: {', '.join(sorted(_DEFS))}")
+    return bounded_int(key, raw, definition.low, definition.high)
+
+
+def bounded_int(key: str, raw: object, low: int, high: int) -> int:
+    """`raw` as an integer within [low, high], or a 4xx naming the setting."""
     if isinstance(raw, bool) or not isinstance(raw, int | str):
         raise InvalidResource(f"{key} takes an integer")
     try:
         value = int(raw)
     except ValueError:
         raise InvalidResource(f"{key} takes an integer") from None
-    if not definition.low <= value <= definition.high:
-        raise InvalidResource(f"{key} must be between {definition.low} and {definition.high}")
+    if not low <= value <= high:
+        raise InvalidResource(f"{key} must be between {low} and {high}")
     return value
 
 

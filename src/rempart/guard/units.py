@@ -27,7 +27,7 @@ import time
 from sqlalchemy import Engine, select
 
 from rempart.access.membership import memberships
-from rempart.access.settings import PolicySettings
+from rempart.access.settings import PolicySettings, bounded_int
 from rempart.access.tables import access_setting
 from rempart.errors import InvalidResource
 from rempart.guard.settings import ROLE_LIMITS, Thresholds
@@ -54,15 +54,7 @@ def check_unit_value(key: str, raw: object) -> int:
             "or patients_day (the unit id in lower case, at most 38 characters)"
         )
     definition = ROLE_LIMITS[ROLE][WINDOWS.index(found.group(2))]
-    if isinstance(raw, bool) or not isinstance(raw, int | str):
-        raise InvalidResource(f"{key} takes an integer")
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InvalidResource(f"{key} takes an integer") from None
-    if not definition.low <= value <= definition.high:
-        raise InvalidResource(f"{key} must be between {definition.low} and {definition.high}")
-    return value
+    return bounded_int(key, raw, definition.low, definition.high)
 
 
 def parse(rows: list[tuple[str, str]]) -> dict[str, Limits]:

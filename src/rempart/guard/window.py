@@ -20,35 +20,9 @@ from rempart.guard.settings import DAY, MINUTE
 SESSION_KEEP = 60 * MINUTE  # the longest short window a setting allows
 
 
-class Lasts:
-    """Distinct patients by their latest touch."""
-
-    __slots__ = ("at", "times")
-
-    def __init__(self) -> None:
-        self.at: dict[str, int] = {}
-        self.times: list[int] = []
-
-    def touch(self, patient: str, when: int) -> None:
-        old = self.at.get(patient)
-        if old is not None:
-            if old >= when:
-                return
-            del self.times[bisect_left(self.times, old)]
-        self.at[patient] = when
-        insort(self.times, when)
-
-    def since(self, when: int) -> int:
-        return len(self.times) - bisect_left(self.times, when)
-
-    def drop_before(self, when: int) -> None:
-        cut = bisect_left(self.times, when)
-        if cut:
-            del self.times[:cut]
-            self.at = {p: t for p, t in self.at.items() if t >= when}
-
-
 class Events:
+    """Times of events, sorted."""
+
     __slots__ = ("times",)
 
     def __init__(self) -> None:
@@ -60,10 +34,37 @@ class Events:
     def since(self, when: int) -> int:
         return len(self.times) - bisect_left(self.times, when)
 
-    def drop_before(self, when: int) -> None:
+    def drop_before(self, when: int) -> int:
+        """Forget what happened before `when`; how many were forgotten."""
         cut = bisect_left(self.times, when)
         if cut:
             del self.times[:cut]
+        return cut
+
+
+class Lasts(Events):
+    """Distinct patients by their latest touch."""
+
+    __slots__ = ("at",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at: dict[str, int] = {}
+
+    def touch(self, patient: str, when: int) -> None:
+        old = self.at.get(patient)
+        if old is not None:
+            if old >= when:
+                return
+            del self.times[bisect_left(self.times, old)]
+        self.at[patient] = when
+        insort(self.times, when)
+
+    def drop_before(self, when: int) -> int:
+        cut = super().drop_before(when)
+        if cut:
+            self.at = {p: t for p, t in self.at.items() if t >= when}
+        return cut
 
 
 @dataclass
