@@ -322,7 +322,7 @@ STAGES = [
     ("commit", "sqlalchemy.engine.base:Transaction.commit"),
     ("index merge (unpacked, sorted, 16 transactions)", "rempart.store.bulk:IndexStage.merge"),
     (
-        "accounts (Argon2id; waiting for them on PostgreSQL)",
+        "accounts (waiting for the Argon2id hashes begun at the start; inserts)",
         "rempart.ingest.seeding:_Accounts.finish",
     ),
     ("statistics (ANALYZE)", "rempart.ingest.seeding:refresh_statistics"),

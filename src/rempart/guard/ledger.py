@@ -261,7 +261,7 @@ class Ledger:
             if batch:
                 self._out.insert(batch, self.own)
             if rollups:
-                with self.engine.begin() as conn:
+                with self._out.gate.held(), self.engine.begin() as conn:
                     self._day_writer(
                         conn, [(a, r, d, bits, n) for (a, d), (r, bits, n) in rollups.items()]
                     )

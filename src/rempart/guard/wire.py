@@ -17,6 +17,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from rempart.store.writegate import gate_for
+
 COLUMNS = "account_id, session_id, kind, patient, at"
 INSERT_ONE = f"INSERT INTO guard_touch ({COLUMNS}) VALUES (?, ?, ?, ?, ?)"  # noqa: S608
 INSERT_UNNEST = (
@@ -34,6 +36,7 @@ class Wire:
         self.engine = engine
         self._mark = "?" if engine.dialect.name == "sqlite" else "%s"
         self._conn: Any = None
+        self.gate = gate_for(engine)  # the SQLite writers' queue across processes
 
     def _cursor(self) -> Any:
         if self._conn is None:
@@ -48,24 +51,32 @@ class Wire:
         """Inserts the rows, hands their ids to `before_commit` (no other connection sees
         them yet), commits; their ids, in order."""
         try:
-            cur = self._cursor()
-            if self._mark == "?":
-                # SQLite: executemany is twice as cheap as one long INSERT ... RETURNING, and
-                # the ids follow one another (rowid = max + 1, under the one writer lock).
-                cur.executemany(INSERT_ONE, rows)
-                last = int(cur.execute("SELECT last_insert_rowid()").fetchone()[0])
-                ids = list(range(last - len(rows) + 1, last + 1))
-            else:
-                # PostgreSQL: one statement whatever the batch size (prepared once).
-                cur.execute(INSERT_UNNEST, [list(column) for column in zip(*rows, strict=True)])
-                ids = sorted(int(r[0]) for r in cur.fetchall())
-            cur.close()
-            before_commit(ids)
-            self._conn.commit()
-            return ids
+            with self.gate.held():
+                return self._insert(rows, before_commit)
         except Exception as exc:
             self._drop()
             raise GuardStateUnavailable(f"the guard's touches could not be written: {exc}") from exc
+
+    def _insert(
+        self,
+        rows: Sequence[tuple[str, str, str, str | None, int]],
+        before_commit: Callable[[list[int]], None],
+    ) -> list[int]:
+        cur = self._cursor()
+        if self._mark == "?":
+            # SQLite: executemany is twice as cheap as one long INSERT ... RETURNING, and
+            # the ids follow one another (rowid = max + 1, under the one writer lock).
+            cur.executemany(INSERT_ONE, rows)
+            last = int(cur.execute("SELECT last_insert_rowid()").fetchone()[0])
+            ids = list(range(last - len(rows) + 1, last + 1))
+        else:
+            # PostgreSQL: one statement whatever the batch size (prepared once).
+            cur.execute(INSERT_UNNEST, [list(column) for column in zip(*rows, strict=True)])
+            ids = sorted(int(r[0]) for r in cur.fetchall())
+        cur.close()
+        before_commit(ids)
+        self._conn.commit()
+        return ids
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """A read; `%s` in `sql` stands for the backend's parameter mark."""

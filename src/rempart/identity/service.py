@@ -9,7 +9,6 @@ same timing) for unknown and known usernames.
 from __future__ import annotations
 
 import secrets
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +21,8 @@ from rempart.alerts import WARNING, raise_alert
 from rempart.audit.records import AuditSink
 from rempart.clock import now_micros
 from rempart.context import RequestContext
-from rempart.errors import InvalidResource
 from rempart.identity import passkeys
+from rempart.identity.accounts import NewAccount, prepare_account, store_account
 from rempart.identity.core import Core, InvalidFactor, Proof
 from rempart.identity.errors import AccountLocked, LoginFailed
 from rempart.identity.factors import FactorService
@@ -101,34 +100,23 @@ class IdentityService(SecurityOfficerActions):
         patient: str | None = None,
         rpps: str | None = None,
     ) -> str:
-        if not username or len(username) > 150:
-            raise InvalidResource("a username is 1 to 150 characters")
-        if rpps is not None and not (rpps.isdigit() and len(rpps) == 11):
-            raise InvalidResource("an RPPS number is 11 digits")
-        check_password(password, PasswordOwner(username, display_name))
-        account_id = str(uuid.uuid4())
-        profile = {"display_name": display_name}
-        if totp_secret:
-            profile["totp_secret"] = totp_secret
-        now = self.core.clock()
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(account).values(
-                    id=account_id,
-                    username=username,
-                    password_hash=self.core.passwords.hash(password),
-                    role=role.value,
-                    practitioner=practitioner,
-                    patient=patient,
-                    rpps=rpps,
-                    profile_sealed=self.core.seal_profile(account_id, profile),
-                    totp_last_step=0,
-                    created=now,
-                    password_changed=now,
-                    disabled=False,
-                )
+        return self.store_account(
+            prepare_account(
+                self.core,
+                username=username,
+                password=password,
+                role=role,
+                display_name=display_name,
+                totp_secret=totp_secret,
+                practitioner=practitioner,
+                patient=patient,
+                rpps=rpps,
             )
-        return account_id
+        )
+
+    def store_account(self, new: NewAccount) -> str:
+        """An account checked and hashed beforehand by `accounts.prepare_account`."""
+        return store_account(self.core, self._engine, new)
 
     def set_password(
         self, account_id: str, new_password: str, *, by: str, ctx: RequestContext | None = None

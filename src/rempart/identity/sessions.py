@@ -24,6 +24,7 @@ from rempart.identity.settings import SessionLimits
 from rempart.identity.tables import account, session
 from rempart.store.db import autocommit
 from rempart.store.prepared import Prepared
+from rempart.store.writegate import gate_for
 
 SECOND = 1_000_000
 TOUCH_EVERY = 30 * SECOND  # last_seen is rewritten at most this often: a read is not a write
@@ -74,6 +75,7 @@ class Revoked:
 class Sessions:
     def __init__(self, engine: Engine, limits: SessionLimits, clock: Callable[[], int]) -> None:
         self._engine = engine
+        self._gate = gate_for(engine)
         self._reader = autocommit(engine)
         self._limits = limits
         self._clock = clock
@@ -127,7 +129,7 @@ class Sessions:
         if now - row.last_seen > self._limits.idle[role] * SECOND:
             raise NotAuthenticated("session expired after inactivity; log in again")
         if now - row.last_seen > TOUCH_EVERY:
-            with self._engine.begin() as conn:
+            with self._gate.held(), self._engine.begin() as conn:
                 conn.execute(
                     update(session).where(session.c.token_hash == token_hash).values(last_seen=now)
                 )

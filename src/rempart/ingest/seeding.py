@@ -18,6 +18,7 @@ from rempart.access.pdp import system_decision
 from rempart.access.roles import Role
 from rempart.clock import now_micros
 from rempart.fhir import validate
+from rempart.identity.accounts import NewAccount, prepare_account
 from rempart.identity.tables import account
 from rempart.ingest.workers import Lanes, default_workers, prepare_patients
 from rempart.seed import SeedAccount, generate
@@ -70,11 +71,11 @@ def seed_hospital(
     ranges = [(s, min(s + BATCH_PATIENTS, patients)) for s in range(0, patients, BATCH_PATIENTS)]
     search_key = store.keyring.ensure(SEARCH_OWNER)
     workers = default_workers(len(ranges))
-    # Argon2id of the staff (~0.2 CPU s each) fills the cores the load leaves idle. Not on
-    # SQLite: its single write lock would make an account insert wait behind the load's
-    # back-to-back transactions (and fail after the 30 s busy timeout).
-    early = services.engine.dialect.name != "sqlite"
-    accounts = _Accounts(services, hospital.accounts, early=early)
+    # Argon2id of the staff (~0.2 CPU s each) is computed from the start, at the lowest CPU
+    # priority: it takes what the load leaves idle (mostly the final index merge, which runs
+    # on one core). The accounts are inserted once the load is done (on SQLite an insert
+    # meanwhile would wait behind the load's back-to-back transactions for the write lock).
+    accounts = _Accounts(services, hospital.accounts)
     with (
         accounts,
         Lanes(search_key, workers=workers, patients=patients, seed=seed) as lanes,
@@ -107,24 +108,21 @@ def seed_hospital(
 
 
 class _Accounts:
-    """The staff and patient accounts, created in threads (Argon2id releases the GIL).
+    """The staff and patient accounts: checked and hashed in threads from `__enter__` on
+    (Argon2id releases the GIL), at the lowest CPU priority; `finish` waits for the hashes and
+    stores the accounts. A load that fails cancels the hashes not started."""
 
-    `early`: from the start of the load, at the lowest CPU priority, so the hashing takes only
-    what the load leaves idle (the index merge, the writer's waits); `finish` waits for them.
-    Otherwise all at once in `finish`, at normal priority. Either way every account exists when
-    `finish` returns; a load that fails cancels the ones not started.
-    """
-
-    def __init__(self, services: Services, accounts: list[SeedAccount], *, early: bool) -> None:
+    def __init__(self, services: Services, accounts: list[SeedAccount]) -> None:
         self._services = services
         self._accounts = accounts
-        self._early = early
         self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Future[str]] = []
+        self._futures: list[Future[NewAccount]] = []
 
     def __enter__(self) -> _Accounts:
-        if self._early:
-            self._start(_lowest_priority)
+        self._pool = ThreadPoolExecutor(
+            max_workers=os.cpu_count() or 2, initializer=_lowest_priority
+        )
+        self._futures = [self._pool.submit(self._prepare, a) for a in self._accounts]
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
@@ -132,17 +130,13 @@ class _Accounts:
             self._pool.shutdown(wait=True, cancel_futures=kind is not None)
 
     def finish(self) -> None:
-        if self._pool is None:
-            self._start(None)
+        identity = self._services.identity
         for future in self._futures:
-            future.result()
+            identity.store_account(future.result())
 
-    def _start(self, initializer: Callable[[], None] | None) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, initializer=initializer)
-        self._futures = [self._pool.submit(self._create, a) for a in self._accounts]
-
-    def _create(self, acct: SeedAccount) -> str:
-        return self._services.identity.create_account(
+    def _prepare(self, acct: SeedAccount) -> NewAccount:
+        return prepare_account(
+            self._services.identity.core,
             username=acct.username,
             password=acct.password,
             role=Role(acct.role),
