@@ -17,6 +17,7 @@ from rempart.api import (
     me_routes,
     security_routes,
 )
+from rempart.api.fast_read import FastRead
 from rempart.api.responses import install_error_handlers
 from rempart.api.security_headers import SecurityHeaders
 from rempart.config import load_settings
@@ -39,6 +40,7 @@ def create_app(services: Services) -> FastAPI:
     )
     app.state.services = services
     install_error_handlers(app)
+    app.add_middleware(FastRead, api=app)  # first added: innermost, inside the header layers
     # Routes are matched in order, one regex each: the FHIR routes (the hot path) come first,
     # after the audit routes only because /fhir/AuditEvent must win over /fhir/{res_type}.
     # The others have prefixes of their own, so the order among them does not matter.
