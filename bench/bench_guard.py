@@ -40,6 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_ingest import machine_facts, pg_available, scratch_database
+from guard_api import measure_api
 
 from rempart.access.pdp import system_decision
 from rempart.access.roles import Role
@@ -109,9 +110,9 @@ def raise_thresholds(conn: Any) -> None:
             )
 
 
-def session_token(services: Services) -> str:
+def session_token(services: Services, username: str = "bench.clinician") -> str:
     account_id = services.identity.create_account(
-        username="bench.clinician",
+        username=username,
         password=f"Xy7-{secrets.token_urlsafe(24)}",
         role=Role.CLINICIAN,
         display_name="Bench",
@@ -207,6 +208,9 @@ def main() -> int:
     parser.add_argument("--patients", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--api", action="store_true", help="also through the ASGI application (guard_api.py)"
+    )
     args = parser.parse_args()
     print(f"machine: {machine_facts()}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -222,6 +226,10 @@ def main() -> int:
                 patients = build(services, args.patients)
                 print(f"\n{backend}, {args.patients} patients in scope, {args.rounds} reads each:")
                 print("\n".join(measure(services, patients, args.rounds)))
+                if args.api:
+                    token = session_token(services, "bench.api")
+                    print()
+                    print("\n".join(measure_api(services, patients, token, args.rounds)))
             finally:
                 services.close()
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

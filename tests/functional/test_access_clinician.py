@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 
+import httpx
 import pytest
 from sqlalchemy import update
 
@@ -35,6 +37,7 @@ class Ward:
     mine: list[str]
     others: list[str]
     family: str
+    their_conditions: list[str]
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +51,17 @@ def ward(hospital: Hospital) -> Ward:
     encounter(services, mine[0], attender=me, reason="I21.0")
     encounter(services, mine[1], provider=room)
     others = [patient(services, family) for _ in range(3)]
+    conditions = []
     for pid in others:
         encounter(services, pid, attender=practitioner(services))
-        condition(services, pid, "C50.9", note="note d'un autre service")
-    return Ward(services, doctor, mine, others, family)
+        conditions.append(condition(services, pid, "C50.9", note="note d'un autre service"))
+    return Ward(services, doctor, mine, others, family, conditions)
+
+
+def _refusal(response: httpx.Response, res_id: str) -> tuple[int, str, tuple[tuple[str, str], ...]]:
+    """What a caller can observe of a refusal, with the id it asked for blanked out."""
+    headers = tuple(sorted((k, v) for k, v in response.headers.items() if k != "date"))
+    return response.status_code, response.text.replace(res_id, "<id>"), headers
 
 
 def test_reads_within_care_relationships_and_uniform_refusals(
@@ -68,6 +78,20 @@ def test_reads_within_care_relationships_and_uniform_refusals(
     assert {r.status_code for r in refusals} == {403}
     messages = {r.json()["issue"][0]["diagnostics"].split("/")[0] for r in refusals}
     assert messages == {"access to Patient"}  # the same words, existing or not
+    # Byte for byte (status, body, headers but the date), for a demographic and a clinical
+    # record, on read, history and vread: someone else's record and an id of the same shape
+    # that names nothing answer alike. (One observable set per path and type.)
+    missing = str(uuid.uuid4())
+    for res_type, theirs in (("Patient", ward.others[0]), ("Condition", ward.their_conditions[0])):
+        for suffix in ("", "/_history", "/_history/1"):
+            seen = {
+                _refusal(client.get(f"/fhir/{res_type}/{rid}{suffix}", headers=headers), rid)
+                for rid in (theirs, missing)
+            }
+            assert len(seen) == 1, (res_type, suffix, seen)
+            ((status, body, _headers),) = seen
+            assert status == 403
+            assert '"resourceType":"OperationOutcome"' in body
     for pid in (ward.others[0], "does-not-exist"):
         for path in (f"/fhir/Patient/{pid}/_history", f"/fhir/Patient/{pid}/_history/1"):
             assert client.get(path, headers=headers).status_code == 403

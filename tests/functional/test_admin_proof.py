@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from rempart.access import notify
 from rempart.access.roles import Role
+from rempart.access.tables import unit_parent
 from rempart.fhir import SUPPORTED_TYPES, parse_search, search_parameters
 from rempart.identity.tables import account
 from rempart.store.search import search
@@ -329,7 +330,14 @@ def test_escalations_stay_pending_and_even_approved_open_nothing_to_the_admin(
     client, services = hospital.client, world.services
     attacker = new_staff(services, Role.ADMIN, prefix="proof")  # its own session, fresh
     headers = login(client, attacker)
-    ward = unit(services)
+    ward, elsewhere = unit(services), unit(services)
+    # Moving a unit in the directory (which would open its patients to the members of its new
+    # parents) is refused as a direct FHIR write: it is a request like the others below.
+    org = client.get(f"/fhir/{elsewhere}", headers=headers).json()
+    moved = client.put(f"/fhir/{elsewhere}", json={**org, "partOf": {"reference": ward}},
+                       headers={**headers, **FHIR})  # fmt: skip
+    assert moved.status_code == 403, moved.text
+    assert moved.json()["resourceType"] == "OperationOutcome"
     # Refused outright: an administrative account never becomes, or prepares to become, a
     # care account (separation of duties), whoever would approve it.
     for body in (
@@ -355,6 +363,7 @@ def test_escalations_stay_pending_and_even_approved_open_nothing_to_the_admin(
             "units": [ward],
         },
         "factor reset": {"kind": "reset-factor", "account_id": world.victim.id},
+        "unit move": {"kind": "move-unit", "unit": elsewhere, "parent": ward},
         "integration client": {
             "kind": "create-integration-client",
             "username": f"lab.{uuid.uuid4().hex[:6]}",
@@ -378,6 +387,11 @@ def test_escalations_stay_pending_and_even_approved_open_nothing_to_the_admin(
                 conn.execute(select(account).where(account.c.username == username)).first() is None
             )
     assert login(client, world.victim)  # the victim's second factor still works
+    with services.engine.connect() as conn:
+        moved_to = conn.execute(
+            select(unit_parent.c.parent).where(unit_parent.c.child == elsewhere)
+        )
+        assert moved_to.first() is None  # the unit stays where it was
     assert client.get("/fhir/Patient", headers=headers).status_code == 403
 
     # A second administrator approves them all (collusion, or a distracted colleague). The

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import orjson
@@ -141,3 +142,97 @@ def test_who_sees_requests(hospital: Hospital) -> None:
     assert client.get("/admin/units", headers=doctor).status_code == 403
     settings = client.get("/admin/settings", headers=admin).json()
     assert {s["key"]: s["value"] for s in settings}["policy.break_glass_daily_cap"] == 5
+
+
+def test_an_identified_export_is_so_only_because_its_approvers_were_told(
+    hospital: Hospital,
+) -> None:
+    client, services = hospital.client, services_of(hospital.client)
+    researcher = new_staff(services, Role.CLINICIAN, practitioner=practitioner(services))
+    family = f"Nomme{uuid.uuid4().hex[:6]}"
+    code = f"X{uuid.uuid4().hex[:6].upper()}"
+    cohort = [patient(services, family) for _ in range(2)]
+    for pid in cohort:
+        condition(services, pid, code)
+    outside = patient(services, family)
+    condition(services, outside, "E11.9")
+    headers = login(client, researcher)
+    asked = client.post(
+        "/access/exports",
+        json={
+            "cohort_name": "registre nominatif",
+            "purpose": "registre régional des cancers, convention signée",
+            "query": f"Condition?code=http://hl7.org/fhir/sid/icd-10|{code}",
+            "types": ["Patient"],
+            "identified": True,
+        },
+        headers=headers,
+    )
+    assert asked.status_code == 202, asked.text
+    export_id = asked.json()["id"]
+    # What the approvers are shown says, in words, that the file will name the patients.
+    admin = login(client, new_staff(services, Role.ADMIN))
+    officer = login(client, new_staff(services, Role.SECURITY_OFFICER))
+    shown = client.get(f"/admin/requests/{export_id}", headers=admin).json()
+    assert "IDENTIFIED" in shown["summary"]
+    assert shown["details"]["identified"] is True
+    for who in (admin, officer):
+        assert client.post(f"/admin/requests/{export_id}/approve", json={},
+                           headers=who).status_code == 200  # fmt: skip
+    status = client.get(f"/access/exports/{export_id}", headers=headers).json()
+    assert (status["patients"], status["identified"]) == (2, True)
+    data = client.get(f"/access/exports/{export_id}/data", headers=headers)
+    assert data.status_code == 200, data.text
+    lines = [orjson.loads(line) for line in data.content.splitlines()]
+    assert sorted(r["id"] for r in lines) == sorted(cohort)  # the cohort, by its criteria
+    assert family in data.text
+    assert outside not in data.text
+
+
+ADMIN_API = {
+    ("/admin/accounts", "get"),
+    ("/admin/accounts/{account_id}", "get"),
+    ("/admin/accounts/{account_id}/disable", "post"),
+    ("/admin/accounts/{account_id}/units", "delete"),
+    ("/admin/roles", "get"),
+    ("/admin/units", "get"),
+    ("/admin/settings", "get"),
+    ("/admin/requests", "get"),
+    ("/admin/requests", "post"),
+    ("/admin/requests/{request_id}", "get"),
+    ("/admin/requests/{request_id}/approve", "post"),
+    ("/admin/requests/{request_id}/reject", "post"),
+}
+
+
+def test_the_admin_api_is_documented_and_export_has_one_door(hospital: Hospital) -> None:
+    client, services = hospital.client, services_of(hospital.client)
+    document = client.get("/openapi.json")
+    assert document.status_code == 200
+    paths = document.json()["paths"]
+    listed = {(p, m) for p, ops in paths.items() if p.startswith("/admin") for m in ops}
+    assert listed == ADMIN_API
+    # JSON in and out, with schemas: every kind of request is in the body's schema.
+    body = paths["/admin/requests"]["post"]["requestBody"]["content"]["application/json"]
+    kinds = {ref.rsplit("/", 1)[-1] for ref in body["schema"]["discriminator"]["mapping"].values()}
+    assert {"CreateAccount", "ChangeRole", "LinkPractitioner", "AddUnitMembership",
+            "ResetPassword", "ResetFactor", "CreateIntegrationClient", "ChangeSetting",
+            "GuardSettings"} <= kinds  # fmt: skip
+    for path, method in ADMIN_API:
+        responses = paths[path][method]["responses"]
+        ok = next(code for code in responses if code.startswith("2"))
+        assert "application/json" in responses[ok].get("content", {"application/json": 0}), path
+
+    # Bulk export: /access/exports (four-eyes) and nothing else, for any role.
+    doors = [p for p in paths if re.search(r"export|dump|csv|bulk", p, re.I)]
+    assert doors
+    assert all(p.startswith("/access/exports") for p in doors), doors
+    doctor = login(client, new_staff(services, Role.CLINICIAN, practitioner=practitioner(services)))
+    admin = login(client, new_staff(services, Role.ADMIN))
+    for headers in (doctor, admin):
+        for url in ("/fhir/$export", "/fhir/Patient/$export", "/fhir/Group/g1/$export"):
+            refused = client.get(url, headers=headers)
+            assert 400 <= refused.status_code < 500, (url, refused.status_code)
+            assert refused.json()["resourceType"] == "OperationOutcome"
+    capability = client.get("/fhir/metadata").text
+    assert "export" not in capability.lower()

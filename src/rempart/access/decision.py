@@ -1,9 +1,10 @@
 """The capability that patient data reads and writes require.
 
 Only the policy decision point (`rempart.access.pdp`) can construct a `Decision`: the constructor
-demands a private token. The store's read and write paths take a `Decision` argument, so code
-that has not been through the policy cannot reach patient data (a bypass is a type error and a
-runtime TypeError, not a review catch).
+demands a private token, and `dataclasses.replace` cannot copy it into a widened one. The
+store's read and write paths take a `Decision` argument, so code that has not been through the
+policy cannot reach patient data: passing anything else is a type error (mypy --strict), and
+`issued(decision)` turns a look-alike object into a runtime TypeError at a store entry point.
 
 A decision names the permitted resource types, the patients (a `PatientScope`, answered in SQL
 on plaintext metadata before any decryption) and the reason; `explain(patient)` gives the care
@@ -13,7 +14,7 @@ relationship that let a given patient's record through, for the audit trail.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Final
 
 from sqlalchemy import ColumnElement, Connection
@@ -35,7 +36,9 @@ class Decision:
     write_types: frozenset[str]
     patients: PatientScope
     reason: str
-    _issuer: object
+    # An init-only argument, not a field: `dataclasses.replace(decision, patients=...)` would
+    # otherwise copy the token and widen a decision outside the PDP; now it must be named.
+    _issuer: InitVar[object]
     # Patients this decision may write to, when it differs from what it may read (integration
     # clients write results for any patient and read none).
     write_patients: PatientScope | None = None
@@ -47,8 +50,8 @@ class Decision:
     registrant: str | None = None
     _reasons: dict[str, str] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        if self._issuer is not _ISSUER:
+    def __post_init__(self, _issuer: object) -> None:
+        if _issuer is not _ISSUER:
             raise TypeError("a Decision is issued by the policy decision point only")
 
     # ---- the store's questions -----------------------------------------------------------
@@ -157,3 +160,15 @@ class Decision:
         hidden = self.hidden.get(res_type)
         if hidden:
             views.carry_over(hidden, new, old)
+
+
+def issued(decision: object) -> Decision:
+    """`decision` itself if the PDP issued it, else TypeError.
+
+    For the store's entry points: a duck-typed object with `may_read` and `restricted` would
+    otherwise pass where a Decision is expected. An exact type check (not isinstance): a
+    subclass could override `may_read`. Costs one comparison.
+    """
+    if type(decision) is not Decision:
+        raise TypeError("patient data is reached with a Decision issued by the policy only")
+    return decision

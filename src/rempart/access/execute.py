@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from rempart.access import export, membership, notify, relations
+from rempart.access import directory, export, membership, notify, relations
 from rempart.access import settings as policy_settings
 from rempart.access.kinds import (
     AddUnitMembership,
@@ -28,6 +28,7 @@ from rempart.access.kinds import (
     ErasePatient,
     GuardSettings,
     LinkPractitioner,
+    MoveUnit,
     PlantDecoys,
     PruneAudit,
     ResetFactor,
@@ -101,7 +102,18 @@ def check(env: Env, conn: Connection, payload: Any) -> None:
     elif isinstance(payload, AddUnitMembership):
         _care_only(_account_row(conn, payload.account_id).role, True, None)
         refs = [payload.unit]
-    elif isinstance(payload, ChangeSetting):
+    elif isinstance(payload, MoveUnit):
+        directory.check_move(env.store, conn, payload)
+    else:
+        _check_values(payload)
+    for ref in refs:
+        if ref:
+            _directory(env, conn, ref)
+
+
+def _check_values(payload: Any) -> None:
+    """The kinds that name no account or unit: their values are checked alone."""
+    if isinstance(payload, ChangeSetting):
         policy_settings.check_value(payload.key, payload.value)
     elif isinstance(payload, GuardSettings):
         from rempart.guard.changes import check_guard_values
@@ -111,9 +123,6 @@ def check(env: Env, conn: Connection, payload: Any) -> None:
         raise InvalidResource("prune-audit takes a date in the past")
     elif isinstance(payload, CohortExport):
         _check_export(payload)
-    for ref in refs:
-        if ref:
-            _directory(env, conn, ref)
 
 
 ADMINISTRATIVE_ROLES = frozenset({Role.ADMIN.value, Role.SECURITY_OFFICER.value})
@@ -387,6 +396,7 @@ _RUNNERS: dict[type, Callable[[Env, Any, str, str], str]] = {
     ChangeRole: _change_role,
     LinkPractitioner: _link,
     AddUnitMembership: _add_unit,
+    MoveUnit: lambda env, p, request_id, _requester: directory.move_unit(env.store, p, request_id),
     ResetPassword: _reset_password,
     ResetFactor: _reset_factor,
     EnableAccount: _enable,

@@ -4,9 +4,9 @@ Each kind says who may ask, who must approve, what the request is checked agains
 made, and what runs once it is approved. `requests.py` runs the lifecycle; this file is the
 list a reviewer reads to know what a second approver stands between.
 
-- create-account, change-role, link-practitioner, add-unit-membership, reset-password,
-  reset-factor, enable-account, create-integration-client: asked by an administrator,
-  approved by another administrator;
+- create-account, change-role, link-practitioner, add-unit-membership, move-unit,
+  reset-password, reset-factor, enable-account, create-integration-client: asked by an
+  administrator, approved by another administrator;
 - change-setting, guard-settings, plant-decoys, erase-patient, prune-audit: asked by an
   administrator or a security officer, approved by an administrator and a security officer;
 - export: asked by the clinician who will receive it, approved by an administrator and a
@@ -63,6 +63,15 @@ class AddUnitMembership(_Kind):
     kind: Literal["add-unit-membership"]
     account_id: AccountId
     unit: UnitRef
+
+
+class MoveUnit(_Kind):
+    """A unit's new parent: an Organization's `partOf`; a Location's `partOf` (a Location) or
+    `managingOrganization` (an Organization). None: it becomes a top-level unit."""
+
+    kind: Literal["move-unit"]
+    unit: UnitRef
+    parent: UnitRef | None
 
 
 class ResetPassword(_Kind):
@@ -131,6 +140,7 @@ AdminRequest = Annotated[
     | ChangeRole
     | LinkPractitioner
     | AddUnitMembership
+    | MoveUnit
     | ResetPassword
     | ResetFactor
     | EnableAccount
@@ -199,6 +209,15 @@ SPECS: dict[str, Spec] = {
         lambda p: f"add account {p.account_id} to {p.unit}",
         _account,
         True,
+    ),
+    "move-unit": Spec(
+        MoveUnit,
+        ADMIN_ONLY,
+        TWO_ADMINS,
+        lambda p: (
+            f"move {p.unit} under {p.parent or 'nothing'} (the members of its new parents reach "
+            "the patients staying there)"
+        ),
     ),
     "reset-password": Spec(
         ResetPassword,

@@ -8,7 +8,7 @@ and the patient scope is a SQL question that the store asks on the row it is abo
 
 `system_decision` is for the local operator's bulk commands only (`seed`, `import`), which run
 on the server with the key file and could decrypt the database anyway; nothing reachable over
-HTTP calls it (`tests/unit/access/test_no_bypass.py` pins that).
+HTTP calls it (`tests/unit/access/test_access_no_bypass.py` pins that).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from rempart.access import relations
 from rempart.access.decision import _ISSUER, Decision
-from rempart.access.permissions import ALL_TYPES, Permission
+from rempart.access.permissions import ALL_TYPES, DIRECTORY_TYPES, Permission
 from rempart.access.roles import PERMISSIONS, READ, WRITE, Role
 from rempart.access.scope import Cohort, Everyone, Fixed, Nobody, PatientScope, Relationships
 from rempart.access.settings import DEFAULTS, PolicySettings, SettingsCache
@@ -126,6 +126,16 @@ def export_decision(export_id: str, recipient: str, types: frozenset[str]) -> De
         Cohort(export_id),
         f"approved cohort export {export_id}",
         _ISSUER,
+    )
+
+
+def directory_decision(request_id: str) -> Decision:
+    """Reads and writes of the hospital directory by an approved request's executor (a unit
+    moved); no patient at all."""
+    reason = f"approved request {request_id}"
+    nobody = Nobody(reason)
+    return Decision(
+        "system", "directory", DIRECTORY_TYPES, DIRECTORY_TYPES, nobody, reason, _ISSUER
     )
 
 

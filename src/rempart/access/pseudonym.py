@@ -1,12 +1,16 @@
 """Pseudonymisation of an export: what a research cohort needs, without who the patients are.
 
 Kept: codes, values, dates of care, the structure of the record, links to the hospital
-directory (practitioners, units). Removed: names, identifiers (INS, NIR, any `identifier`),
-contact details (telecom, address, contacts), photos, free-text notes and narratives,
-document contents, extensions (birthplace and similar), and the `display` text of references
-(it often repeats a name). Birth and death dates keep their year only. Every id of a patient's
-record is replaced by a keyed HMAC under a key drawn for this one export, so two exports cannot
-be linked to each other and the ids in the file cannot be matched to the database's.
+directory (practitioners, units). Removed: names, identifiers (INS, NIR, any `identifier` or
+`...Identifier`, a device's serial and UDI), contact details (telecom, address, contacts),
+photos and every attachment (a report's `presentedForm`, a document's content, a
+`valueAttachment`: they carry whole letters, headed with the patient's name), free text
+(notes, narratives, comments, descriptions, a report's conclusion, `valueString`, patient
+instructions, a care team's name), signatures, extensions (birthplace and similar), and the
+`display` text of references (it often repeats a name). Birth and death dates keep their year
+only. Every id of a patient's record is replaced by a keyed HMAC under a key drawn for this one
+export, so two exports cannot be linked to each other and the ids in the file cannot be matched
+to the database's.
 
 This is pseudonymisation, not anonymisation: dates of care and rare codes can still single a
 person out, and the file remains personal health data under the GDPR. It is the default of every
@@ -21,17 +25,34 @@ from typing import Any
 
 from rempart.access.permissions import PATIENT_DATA_TYPES
 
-# Anywhere in a resource.
+# Anywhere in a resource (and any key ending in "Identifier": masterIdentifier,
+# preAdmissionIdentifier, distinctIdentifier...).
 _DROP_ANYWHERE = frozenset(
-    {"identifier", "telecom", "address", "photo", "note", "extension", "modifierExtension"}
+    {
+        "address",
+        "comment",
+        "description",
+        "extension",
+        "identifier",
+        "modifierExtension",
+        "note",
+        "patientInstruction",
+        "photo",
+        "signature",
+        "telecom",
+        "valueAttachment",
+        "valueString",
+    }
 )
 # At the top level of a resource.
 _DROP_TOP = frozenset({"text", "meta", "contained", "implicitRules"})
 _DROP_BY_TYPE: dict[str, frozenset[str]] = {
-    "Patient": frozenset({"name", "contact", "link"}),
-    "DocumentReference": frozenset({"content", "description", "masterIdentifier"}),
+    "CareTeam": frozenset({"name"}),
     "Coverage": frozenset({"subscriberId", "dependent"}),
-    "Observation": frozenset({"valueString"}),
+    "Device": frozenset({"contact", "lotNumber", "serialNumber", "udiCarrier", "url"}),
+    "DiagnosticReport": frozenset({"conclusion", "presentedForm"}),
+    "DocumentReference": frozenset({"content"}),
+    "Patient": frozenset({"name", "contact", "link"}),
 }
 _YEAR_ONLY: dict[str, frozenset[str]] = {
     "Patient": frozenset({"birthDate", "deceasedDateTime"}),
@@ -53,7 +74,7 @@ class Pseudonymiser:
         drop = _DROP_TOP | _DROP_BY_TYPE.get(res_type, frozenset())
         out: dict[str, Any] = {}
         for key, value in body.items():
-            if key in drop or key in _DROP_ANYWHERE:
+            if key in drop or _dropped(key):
                 continue
             if key == "id" and isinstance(value, str):
                 out["id"] = self.pseudonym(res_type, value)
@@ -65,12 +86,14 @@ class Pseudonymiser:
 
     def _walk(self, value: Any) -> Any:
         if isinstance(value, list):
-            return [self._walk(v) for v in value]
+            return [self._walk(v) for v in value if not _attachment(v)]
         if not isinstance(value, dict):
             return value
         if "reference" in value and isinstance(value["reference"], str):
             return self._reference(value)
-        return {k: self._walk(v) for k, v in value.items() if k not in _DROP_ANYWHERE}
+        return {
+            k: self._walk(v) for k, v in value.items() if not _dropped(k) and not _attachment(v)
+        }
 
     def _reference(self, ref: dict[str, Any]) -> dict[str, Any]:
         kind, _, ident = str(ref["reference"]).partition("/")
@@ -79,3 +102,15 @@ class Pseudonymiser:
         if kind and ident and "/" not in ident and ":" not in kind:
             return {"reference": f"{kind}/{ident}"}  # the hospital directory: kept
         return {}  # absolute URLs, urn: and odd references can carry anything: dropped
+
+
+def _dropped(key: str) -> bool:
+    return key in _DROP_ANYWHERE or key.endswith("Identifier")
+
+
+def _attachment(value: Any) -> bool:
+    """An Attachment, wherever it sits: its `data` or `url` is a whole document. (A
+    SampledData also has `data`, but measurements, and always an `origin`.)"""
+    if not isinstance(value, dict):
+        return False
+    return "contentType" in value or ("data" in value and "origin" not in value)

@@ -18,18 +18,27 @@ the directory) also writes, in the same transaction, the few opaque facts the po
 Only local references to Practitioner/Organization/Location count (a PractitionerRole or an
 absolute URL names no one the policy can match). `until` is rounded up to the next midnight
 UTC: the index says on which day a relationship ended, not at what time.
+
+The directory hierarchy (`unit_parent`) decides whom a unit's patients reach: the members of
+the unit and of every unit or establishment above it. Moving an existing unit is therefore a
+four-eyes change like adding a membership: a direct write that changes its parents is refused,
+and only an approved "move-unit" request (`access/directory.py`) applies one, inside
+`approved_move`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert
+from sqlalchemy import Connection, delete, insert, select
 
 from rempart.access.tables import care_link, unit_parent
 from rempart.clock import datetime_to_micros, now_micros
+from rempart.errors import Forbidden
 from rempart.fhir.dates import parse_range
 from rempart.store.bulk import bulk_insert
 
@@ -258,13 +267,43 @@ def write_rows(
     bulk_insert(conn, unit_parent, ("child", "parent"), parents)
 
 
+# (unit, its new parents) while an approved move-unit request writes that unit.
+_APPROVED_MOVE: ContextVar[tuple[str, frozenset[str]] | None] = ContextVar(
+    "rempart_approved_unit_move", default=None
+)
+
+
+@contextmanager
+def approved_move(unit: str, parents: Iterable[str]) -> Iterator[None]:
+    """Lets the write of `unit` inside the block give it exactly `parents` (an approved
+    move-unit request's executor only)."""
+    token = _APPROVED_MOVE.set((unit, frozenset(parents)))
+    try:
+        yield
+    finally:
+        _APPROVED_MOVE.reset(token)
+
+
 def _record_parents(
     conn: Connection, res_type: str, res_id: str, body: dict[str, Any], *, replace: bool
 ) -> None:
     child = f"{res_type}/{res_id}"
+    parents = list(dict.fromkeys(parents_of(body)))
     if replace:
+        old = set(
+            conn.execute(select(unit_parent.c.parent).where(unit_parent.c.child == child))
+            .scalars()
+            .all()
+        )
+        if old == set(parents):
+            return  # the usual case: a unit renamed or its telecom changed
+        if _APPROVED_MOVE.get() != (child, frozenset(parents)):
+            raise Forbidden(
+                f"moving {child} in the directory changes whose patients its parents' members "
+                "reach: ask for it with a four-eyes request (kind move-unit)"
+            )
         conn.execute(delete(unit_parent).where(unit_parent.c.child == child))
-    rows = [{"child": child, "parent": p} for p in dict.fromkeys(parents_of(body))]
+    rows = [{"child": child, "parent": p} for p in parents]
     if rows:
         conn.execute(insert(unit_parent), rows)
 

@@ -1,6 +1,6 @@
 """Four-eyes requests: made by one person, approved by others, executed only then.
 
-Rules (each pinned by `tests/unit/access/test_requests.py` and the admin proof tests):
+Rules (each pinned by `tests/unit/access/test_access_requests.py` and the admin proof tests):
 - a request is approved by one person per role its kind needs (`kinds.SPECS`): another
   administrator, and for exports, policy changes, erasure and audit pruning also a security
   officer;

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
 
-from rempart.access.decision import Decision
+from rempart.access.decision import Decision, issued
 from rempart.access.permissions import DIRECTORY_TYPES
 from rempart.clock import datetime_to_micros
 from rempart.errors import Forbidden, InvalidSearch
@@ -44,6 +44,7 @@ def search(
     conn: Connection | None = None,
 ) -> tuple[list[Stored], int]:
     """The page of matches the decision permits, and how many there are in all."""
+    issued(decision)
     if conn is None:
         with store.engine.connect() as own:
             return search(store, decision, query, conn=own)
@@ -103,6 +104,7 @@ def matching_compartments(
     At most `limit` + 1 are returned, so the caller can tell "too many". A query that needs
     exact post-filters (date ranges) cannot be answered without decrypting: refused.
     """
+    issued(decision)
     if query.resource_type not in decision.read_types:
         raise Forbidden(f"searching {query.resource_type} is not permitted")
     if query.post_filters:

@@ -12,6 +12,7 @@ from rempart import alerts
 from rempart.access.common import Throttled
 from rempart.access.roles import Role
 from rempart.access.tables import break_glass
+from rempart.clock import now_micros
 from rempart.context import RequestContext
 from rempart.errors import Forbidden, InvalidResource
 from rempart.identity.errors import StepUpRequired
@@ -30,7 +31,10 @@ def test_grant_opens_one_patient_until_it_expires(services: Services) -> None:
     with pytest.raises(Forbidden):
         services.store.read(services.policy.decide(who), "Patient", pid)
 
-    grant_id, _expires = services.access.break_glass.grant(who, CTX, f"Patient/{pid}", REASON)
+    before = now_micros()
+    grant_id, expires = services.access.break_glass.grant(who, CTX, f"Patient/{pid}", REASON)
+    hour = 3600 * 1_000_000
+    assert before + hour <= expires <= now_micros() + hour  # the default: one hour
     decision = services.policy.decide(who)
     assert services.store.read(decision, "Patient", pid).res_id == pid
     assert "break-the-glass" in decision.explain(pid)
@@ -68,15 +72,27 @@ def test_conditions_of_a_grant(services: Services) -> None:
 
 def test_grants_are_capped_per_day(services: Services) -> None:
     doctor = new_staff(services, Role.CLINICIAN)
+    officer = new_staff(services, Role.SECURITY_OFFICER)
     who = doctor.principal()
-    for _ in range(5):
-        services.access.break_glass.grant(who, CTX, f"Patient/{patient(services)}", REASON)
+    granted = [
+        services.access.break_glass.grant(who, CTX, f"Patient/{patient(services)}", REASON)[0]
+        for _ in range(5)  # the default cap
+    ]
     last = patient(services)
     with pytest.raises(Throttled):
         services.access.break_glass.grant(who, CTX, f"Patient/{last}", REASON)
     with pytest.raises(Forbidden):
         services.store.read(services.policy.decide(who), "Patient", last)
     assert alerts.list_alerts(services.engine, kind="break-glass-cap")
+    # Each grant (not only the first) alerted the security officer and waits in the queue.
+    raised = [
+        a.details["grant_id"]
+        for a in alerts.list_alerts(services.engine, kind="break-glass", limit=1000)
+        if a.details.get("account_id") == doctor.id
+    ]
+    assert sorted(raised) == sorted(granted)
+    queue = services.access.break_glass.list(officer.principal(), pending_only=True, limit=500)
+    assert sorted(g.id for g in queue if g.account_id == doctor.id) == sorted(granted)
     # Another clinician is not affected by this one's cap.
     other = new_staff(services, Role.CLINICIAN).principal()
     assert services.access.break_glass.grant(other, CTX, f"Patient/{last}", REASON)

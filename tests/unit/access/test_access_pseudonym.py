@@ -48,6 +48,60 @@ def test_patient_identity_is_gone_and_links_hold() -> None:
     assert patient["generalPractitioner"] == [{"reference": "Practitioner/gp"}]
 
 
+REPORT = {
+    "resourceType": "DiagnosticReport",
+    "id": "r1",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "11502-2"}]},
+    "subject": {"reference": "Patient/p1"},
+    "conclusion": "Mme Jeanne DUPONT : bilan normal",
+    "presentedForm": [{"contentType": "text/plain", "data": "SmVhbm5lIERVUE9OVA=="}],
+    "media": [{"comment": "cliché de Mme DUPONT", "link": {"reference": "Media/m1"}}],
+}
+OBSERVATION = {
+    "resourceType": "Observation",
+    "id": "o1",
+    "status": "final",
+    "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
+    "subject": {"reference": "Patient/p1"},
+    "valueQuantity": {"value": 72, "unit": "/min"},
+    "component": [{"code": {"text": "remarque"}, "valueString": "fille de Mme DUPONT présente"}],
+}
+DEVICE = {
+    "resourceType": "Device",
+    "id": "v1",
+    "udiCarrier": [{"deviceIdentifier": "08717648200274", "carrierHRF": "(21)SN-PACE-4471"}],
+    "serialNumber": "SN-PACE-4471",
+    "distinctIdentifier": "SN-PACE-4471",
+    "type": {"coding": [{"system": "http://snomed.info/sct", "code": "14106009"}]},
+    "patient": {"reference": "Patient/p1"},
+}
+ENCOUNTER = {
+    "resourceType": "Encounter",
+    "id": "e1",
+    "status": "finished",
+    "class": {"code": "IMP"},
+    "subject": {"reference": "Patient/p1"},
+    "hospitalization": {"preAdmissionIdentifier": {"value": "PRE-DUPONT-2026"}},
+}
+
+
+def test_documents_free_text_and_device_serials_are_gone() -> None:
+    pseudo = Pseudonymiser(b"k" * 32)
+    out = [pseudo.resource(r) for r in (REPORT, OBSERVATION, DEVICE, ENCOUNTER)]
+    flat = orjson.dumps(out).decode()
+    for secret in ("DUPONT", "SmVhbm5l", "SN-PACE", "08717648200274", "p1"):
+        assert secret not in flat, secret
+    report, observation, device, encounter = out
+    assert report["code"] == REPORT["code"]  # the codes stay: they are the research payload
+    assert observation["valueQuantity"] == OBSERVATION["valueQuantity"]
+    assert device["type"] == DEVICE["type"]
+    assert encounter["class"] == ENCOUNTER["class"]
+    sampled = {"origin": {"value": 0}, "period": 10, "dimensions": 1, "data": "1 2 3"}
+    kept = pseudo.resource({**OBSERVATION, "valueSampledData": sampled})
+    assert kept["valueSampledData"] == sampled  # measurements, not a document
+
+
 def test_two_exports_cannot_be_linked() -> None:
     a = Pseudonymiser(b"a" * 32).resource(PATIENT)["id"]
     b = Pseudonymiser(b"b" * 32).resource(PATIENT)["id"]

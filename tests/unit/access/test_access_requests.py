@@ -267,3 +267,96 @@ def test_racing_approvals_execute_a_request_once(
         if a.details["request_id"] == change
     ]
     assert len(executed) == 1
+
+
+# The changes the issue lists, and who must approve each besides the requester.
+FOUR_EYES = {
+    "create-account": ("admin",),
+    "change-role": ("admin",),
+    "link-practitioner": ("admin",),
+    "add-unit-membership": ("admin",),
+    "move-unit": ("admin",),  # a unit's parents decide whose patients their members reach
+    "reset-password": ("admin",),
+    "reset-factor": ("admin",),
+    "create-integration-client": ("admin",),
+    "change-setting": ("admin", "security_officer"),  # the policy's configuration
+    "guard-settings": ("admin", "security_officer"),  # the guard's configuration
+    "export": ("admin", "security_officer"),
+}
+
+
+def test_every_change_that_could_open_clinical_data_is_a_four_eyes_kind() -> None:
+    from rempart.access.kinds import SPECS
+
+    for kind, needs in FOUR_EYES.items():
+        assert tuple(r.value for r in SPECS[kind].needs) == needs, kind
+    # No kind is approved by nobody, and nobody outside the two managing roles approves.
+    for kind, spec in SPECS.items():
+        assert spec.needs, kind
+        assert set(spec.needs) <= {Role.ADMIN, Role.SECURITY_OFFICER}, kind
+
+
+def _audited(services: Services, action: str, account_id: str) -> int:
+    from rempart.audit.tables import audit_event
+
+    with services.engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_event.c.seq).where(
+                audit_event.c.action == action, audit_event.c.account_id == account_id
+            )
+        ).all()
+    return len(rows)
+
+
+def _alerted(services: Services, kind: str, request_id: str) -> int:
+    return sum(
+        1
+        for a in alerts.list_alerts(services.engine, kind=kind, limit=1000)
+        if a.details.get("request_id") == request_id
+    )
+
+
+def test_every_request_and_decision_is_recorded_and_told_to_the_officer(
+    services: Services, staff: dict[str, Staff]
+) -> None:
+    a1, a2, dr = staff["a1"], staff["a2"], staff["dr"]
+    pract, ward = practitioner(services), unit(services)
+    link = ask(services, a1, kind="link-practitioner", account_id=dr.id, practitioner=pract)
+    join = ask(services, a1, kind="add-unit-membership", account_id=dr.id, unit=ward)
+    refused = ask(services, a1, kind="reset-password", account_id=dr.id)
+    for request_id in (link, join, refused):
+        assert _alerted(services, "access-request", request_id) == 1
+    assert _audited(services, "access-request", a1.id) >= 3
+    # Pending: nothing changed for the clinician yet.
+    with services.engine.connect() as conn:
+        row = conn.execute(select(account.c.practitioner).where(account.c.id == dr.id)).one()
+        units = list(
+            conn.execute(
+                select(unit_membership.c.unit).where(unit_membership.c.account_id == dr.id)
+            ).scalars()
+        )
+    assert row.practitioner is None
+    assert units == []
+
+    for request_id in (link, join):
+        assert approve(services, a2, request_id) == "done"
+        assert _alerted(services, "access-approval", request_id) == 1
+        assert _alerted(services, "access-executed", request_id) == 1
+    assert _audited(services, "access-approve", a2.id) >= 2
+    services.access.requests.reject(a2.principal(), CTX, refused, "not asked by the holder")
+    assert _alerted(services, "access-rejection", refused) == 1
+    assert _audited(services, "access-rejected", a2.id) == 1
+
+    with services.engine.connect() as conn:
+        row = conn.execute(select(account.c.practitioner).where(account.c.id == dr.id)).one()
+        units = list(
+            conn.execute(
+                select(unit_membership.c.unit).where(unit_membership.c.account_id == dr.id)
+            ).scalars()
+        )
+    assert row.practitioner == pract
+    assert units == [ward]
+    told = {n.kind for n in notify.undelivered(services.engine, services.access.env.key,
+                                               account_id=dr.id)}  # fmt: skip
+    assert {"practitioner-linked", "unit-added"} <= told
+    assert "password-reset" not in told  # rejected: nothing sent

@@ -48,6 +48,10 @@ def test_clinician_reaches_exactly_their_care_relationships(services: Services) 
     encounter(services, recent, status="finished", attender=me, start=day(-12), end=day(-10))
     old = patient(services)
     encounter(services, old, status="finished", attender=me, start=day(-42), end=day(-40))
+    # The default window is 30 days (counted to the midnight after the end): 29 in, 31 out.
+    edge_in, edge_out = patient(services), patient(services)
+    encounter(services, edge_in, status="finished", attender=me, start=day(-30), end=day(-29))
+    encounter(services, edge_out, status="finished", attender=me, start=day(-32), end=day(-31))
     in_ward = patient(services)
     stay = encounter(services, in_ward, provider=ward, attender=colleague)
     cared = patient(services)
@@ -63,10 +67,17 @@ def test_clinician_reaches_exactly_their_care_relationships(services: Services) 
     treated = patient(services, generalPractitioner=[{"reference": me}])
     stranger = patient(services)
     encounter(services, stranger, attender=colleague)
-    everyone = [attending, recent, old, in_ward, cared, treated, stranger]
+    everyone = [attending, recent, old, edge_in, edge_out, in_ward, cared, treated, stranger]
 
     who = clinician(me, ward, services=services)
-    assert visible(services, who, everyone) == {attending, recent, in_ward, cared, treated}
+    assert visible(services, who, everyone) == {
+        attending,
+        recent,
+        edge_in,
+        in_ward,
+        cared,
+        treated,
+    }
     # The care window is a setting (changed through a four-eyes request).
     wider = visible(services, who, everyone, **{"policy.care_window_days": 60})
     assert old in wider
@@ -75,7 +86,7 @@ def test_clinician_reaches_exactly_their_care_relationships(services: Services) 
     assert services.store.read(decision, "Patient", treated).json()["id"] == treated
     assert "treating physician" in decision.explain(treated)
     assert decision.explain() == decision.explain(treated)  # what the audit record says
-    for pid in (stranger, old, "no-such-patient"):
+    for pid in (stranger, old, edge_out, "no-such-patient"):
         with pytest.raises(Forbidden) as refused:
             services.store.read(decide(who), "Patient", pid)
         assert refused.value.message == f"access to Patient/{pid} is not permitted"
