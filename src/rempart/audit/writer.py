@@ -19,6 +19,7 @@ from rempart.audit.merkle import Frontier
 from rempart.audit.records import AuditRecord
 from rempart.audit.tables import audit_batch
 from rempart.clock import now_micros
+from rempart.store.writegate import gate_for
 
 log = logging.getLogger("rempart.audit")
 
@@ -82,6 +83,7 @@ class LogWriter:
         self.engine = engine
         self.sealer = sealer
         self._alert = alert
+        self._gate = gate_for(engine)
         self._conn: Connection | None = None
         # The compact range after our last commit; replaced whole, never changed in place,
         # so the head signer can read it from another thread.
@@ -123,23 +125,26 @@ class LogWriter:
         # The driver's own cursor: a commit is a handful of fixed statements, and at one
         # commit per request (a quiet server) SQLAlchemy's per-statement work would cost more
         # than SQLite itself.
-        cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            cur.execute(sql.begin)
-            if sql.lock:
-                cur.execute(sql.lock, (_PG_LOCK,))
-            cur.execute(sql.latest)
-            frontier = self._synced(cur.fetchone()).copy()
-            self._extend(cur, conn, sql, frontier, records)
-            cur.execute("COMMIT")
-        except BaseException:
+        # The cross-process queue of SQLite writers (store/writegate.py): waiting here wakes
+        # at the release, where SQLite's busy handler would sleep up to 100 ms a turn.
+        with self._gate.held():
+            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                cur.execute("ROLLBACK")
-            except Exception:
-                log.debug("audit rollback failed", exc_info=True)
-            raise
-        finally:
-            cur.close()
+                cur.execute(sql.begin)
+                if sql.lock:
+                    cur.execute(sql.lock, (_PG_LOCK,))
+                cur.execute(sql.latest)
+                frontier = self._synced(cur.fetchone()).copy()
+                self._extend(cur, conn, sql, frontier, records)
+                cur.execute("COMMIT")
+            except BaseException:
+                try:
+                    cur.execute("ROLLBACK")
+                except Exception:
+                    log.debug("audit rollback failed", exc_info=True)
+                raise
+            finally:
+                cur.close()
         self.frontier = frontier
 
     def append_in(self, conn: Connection, records: list[AuditRecord]) -> None:
