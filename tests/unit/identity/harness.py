@@ -78,11 +78,13 @@ class User:
     last_step: int = -1
 
     def code(self) -> str:
-        """A TOTP code of a step not used yet (current-1..current+1), waiting if all are."""
+        """A TOTP code of a step not used yet (current or next), waiting if both are. Never the
+        previous step: the server accepts it only until the next boundary, which a slow request
+        on a loaded machine can cross before the code is checked."""
         assert self.totp_secret
         while True:
             current = int(time.time() // 30)
-            for step in (current - 1, current, current + 1):
+            for step in (current, current + 1):
                 if step > self.last_step:
                     self.last_step = step
                     return pyotp.TOTP(self.totp_secret).at(step * 30)
