@@ -75,7 +75,7 @@ def test_no_data_leaves_when_the_audit_write_fails(
 ) -> None:
     services = services_of(hospital)
 
-    def broken(records: list[Any]) -> None:
+    def broken(records: list[Any], prepared: Any = None) -> bool:
         raise OSError("injected audit failure")
 
     monkeypatch.setattr(services.audit._writer, "append", broken)

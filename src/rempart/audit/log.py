@@ -15,7 +15,9 @@ ticket, a coroutine awaits it). When its batch is durable the leader settles its
 hands leadership to the next parked thread, or, when the queue holds only awaited tickets, to
 a drainer thread that keeps committing until the queue is empty. At one request the leader
 commits its own record at once; at many, one fsync serves them all, and the event loop is woken
-once per batch rather than a thread per request.
+once per batch rather than a thread per request. While a batch commits, the records queued
+meanwhile have their rows and hashes built by the threads that queue them (stage.py), so that
+only the database remains on the serial path.
 
 A small thread signs a tree head every `head_interval` seconds while the log grows, and one
 more is signed on `close()` (the end of a CLI batch).
@@ -44,8 +46,9 @@ from rempart.audit.entry import Sealer
 from rempart.audit.heads import HeadsFile, HeadSigner, SignedHead, Witness
 from rempart.audit.merkle import Frontier
 from rempart.audit.records import AuditRecord
+from rempart.audit.stage import Stager
 from rempart.audit.tables import audit_head
-from rempart.audit.writer import AlertFn, LogWriter, Sql, TamperingDetected
+from rempart.audit.writer import AlertFn, LogWriter, Prepared, Sql, TamperingDetected
 from rempart.clock import now_micros
 
 log = logging.getLogger("rempart.audit")
@@ -94,6 +97,7 @@ class AuditLog:
         self._drain = threading.Condition(self._mutex)  # the drainer's wake-up
         self._drain_wanted = False
         self._drainer: threading.Thread | None = None
+        self._stager = Stager(sealer, MAX_BATCH)
         self._closed = False
         self._head_lock = threading.Lock()
         self._signed = -1  # the largest tree size this process has signed
@@ -161,7 +165,10 @@ class AuditLog:
                 self._heads = threading.Thread(target=self._sign_loop, name="audit-heads")
                 self._heads.daemon = True
                 self._heads.start()
-            self._queue.append(ticket)
+            # Built now if a commit is in flight. Not for a thread waiting in place: its
+            # leader would then be the drainer, which holds commits a window apart.
+            if parked or not self._stager.stage(ticket):
+                self._queue.append(ticket)
             ticket.lead = not self._leading
             self._leading = True
         return ticket
@@ -178,23 +185,24 @@ class AuditLog:
     def _lead(self, mine: Ticket | None) -> None:
         """Commit everything queued (our records among them), settle its tickets, hand over:
         to the next parked thread if one heads the queue, else to the drainer thread (the
-        callers of queued tickets are coroutines, nobody is there to lead)."""
+        callers of queued tickets are coroutines, nobody is there to lead).
+
+        The batch starts with what was staged (built as it was queued, stage.py) during the
+        previous commit; what is staged during this one is committed next, by the drainer."""
+        stager = self._stager
         with self._mutex:
-            batch: list[Ticket] = []
-            count = 0
+            batch, prepared, count = stager.take()
+            staged = len(batch)
             while self._queue and count < MAX_BATCH:
                 batch.append(self._queue.popleft())
                 count += len(batch[-1].records)
-        error: BaseException | None = None
-        self._last_commit = time.monotonic()
-        try:
-            self._writer.append([r for t in batch for r in t.records])
-        except BaseException as exc:
-            log.critical("audit commit of %d records failed: %s", count, exc)
-            self._writer.drop()
-            error = exc
-        settle(batch, error, skip=mine)
+        if batch:
+            self._commit(batch, staged, prepared, count, mine)
         with self._mutex:
+            if stager.busy:
+                self._hand_to_drainer()  # what was staged commits next
+                return
+            stager.pause()  # nothing is staged: nobody stages without a leader
             if not self._queue:
                 self._leading = False
                 self._idle.notify_all()
@@ -204,6 +212,50 @@ class AuditLog:
                 successor.wake()
             else:
                 self._hand_to_drainer()
+
+    def _commit(
+        self,
+        batch: list[Ticket],
+        staged: int,
+        prepared: Prepared | None,
+        count: int,
+        mine: Ticket | None,
+    ) -> None:
+        """One batch into the log (the first `staged` tickets' rows built as `prepared`);
+        its tickets settled once it is durable, or failed."""
+        records = [r for t in batch for r in t.records]
+        # The rows not built yet are built here, before the transaction: the writer lock
+        # (SQLite's, and the cross-process gate) is then held for the database work only.
+        tail = records[sum(len(t.records) for t in batch[:staged]) :]
+        if tail:
+            try:
+                more = self._writer.prepare(tail, after=prepared)
+            except Exception:
+                # The writer builds every row inside its transaction, where a failure fails
+                # this batch's callers like any other.
+                log.exception("audit rows could not be built ahead")
+                more = prepared = None
+            prepared = (
+                more if prepared is None or more is None else Prepared.joined([prepared, more])
+            )
+        stager = self._stager
+        if prepared is not None:
+            with self._mutex:
+                stager.arm(prepared, self._queue)  # the next batch is built during this one
+        error: BaseException | None = None
+        self._last_commit = time.monotonic()
+        try:
+            used = self._writer.append(records, prepared)
+        except BaseException as exc:
+            log.critical("audit commit of %d records failed: %s", count, exc)
+            self._writer.drop()
+            error, used = exc, False
+        if prepared is not None and not used:
+            # The log did not end where this batch was built to follow, so neither does what
+            # was staged after it.
+            with self._mutex:
+                stager.reset(self._queue)
+        settle(batch, error, skip=mine)
 
     def _hand_to_drainer(self) -> None:
         """Leadership passes to the drainer thread (called holding the mutex)."""
@@ -249,7 +301,7 @@ class AuditLog:
         if self._heads is not None:
             self._heads.join(timeout=self._timeout)
             self._issue_head(force=False)
-        self._writer.close()
+        self._writer.close(self._timeout)
         for witness in self._witnesses:
             witness.close()
 

@@ -4,16 +4,25 @@ Used by one thread at a time (the current group-commit leader, see `log.py`). Se
 processes may append to one log: each transaction takes the database's writer lock (BEGIN
 IMMEDIATE on SQLite, an advisory lock on PostgreSQL), reads the last checkpoint and continues
 from its compact range if another process appended meanwhile.
+
+A batch's rows, leaf hashes and Merkle nodes may be built ahead of its transaction
+(`Prepared`, on the compact range the log is expected to have then; `stage.py` builds those
+of records queued while the previous batch commits). The transaction uses them only if the
+checkpoint it reads under the writer lock is exactly that range (same size, same subtree
+hashes); otherwise it builds them again from what it read. A prediction can cost time, never
+correctness.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
+from rempart.audit import checkpoint
 from rempart.audit.entry import COLUMNS, Sealer, stored_rows
 from rempart.audit.merkle import Frontier
 from rempart.audit.records import AuditRecord
@@ -78,16 +87,72 @@ class Sql:
         return cls._cache[key]
 
 
+class Prepared:
+    """Rows (COLUMNS values and leaf hash), completed subtree hashes and the compact range after
+    them, built for the log as `size` records with frontier hashes `base` (packed)."""
+
+    __slots__ = ("base", "frontier", "nodes", "rows", "size")
+
+    def __init__(
+        self,
+        size: int,
+        base: bytes,
+        rows: list[tuple[Any, ...]],
+        nodes: list[tuple[int, int, bytes]],
+        frontier: Frontier,
+    ) -> None:
+        self.size = size
+        self.base = base
+        self.rows = rows
+        self.nodes = nodes
+        self.frontier = frontier
+
+    @staticmethod
+    def build(base: Frontier, records: Sequence[AuditRecord], sealer: Sealer) -> Prepared:
+        """The records placed after `base` (left unchanged)."""
+        frontier = base.copy()
+        nodes: list[tuple[int, int, bytes]] = []
+
+        def on_node(level: int, idx: int, h: bytes) -> None:
+            nodes.append((level, idx, h))
+
+        rows = stored_rows(base.size, records, sealer)
+        add = frontier.append
+        for row in rows:
+            add(row[-1], on_node)
+        return Prepared(base.size, base.pack(), rows, nodes, frontier)
+
+    @staticmethod
+    def joined(parts: Sequence[Prepared]) -> Prepared:
+        """Consecutive parts (each built on the previous one's frontier) as one batch."""
+        for before, after in pairwise(parts):
+            if after.size != before.frontier.size:
+                raise ValueError("prepared parts are not consecutive")
+        if len(parts) == 1:
+            return parts[0]
+        rows = [row for part in parts for row in part.rows]
+        nodes = [node for part in parts for node in part.nodes]
+        return Prepared(parts[0].size, parts[0].base, rows, nodes, parts[-1].frontier)
+
+    def fits(self, stored: Frontier) -> bool:
+        return self.size == stored.size and self.base == stored.pack()
+
+
 class LogWriter:
     def __init__(self, engine: Engine, sealer: Sealer, alert: AlertFn | None) -> None:
         self.engine = engine
         self.sealer = sealer
         self._alert = alert
         self._gate = gate_for(engine)
+        # SQLite: WAL checkpoints in a thread of their own, not in our commits (checkpoint.py).
+        self._checkpoints = checkpoint.Checkpointer(engine) if checkpoint.wanted(engine) else None
         self._conn: Connection | None = None
         # The compact range after our last commit; replaced whole, never changed in place,
         # so the head signer can read it from another thread.
         self.frontier: Frontier | None = None
+        # The last commit found the log as our previous one left it (no other process, no
+        # write's own transaction appended in between): building ahead is then worth it.
+        self.steady = False
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -99,6 +164,8 @@ class LogWriter:
                 # default 2 MB page cache, a log of millions of rows turns each insert into
                 # disk reads. 64 MB, for this one connection.
                 conn.exec_driver_sql("PRAGMA cache_size = -65536")
+                if self._checkpoints is not None:
+                    conn.exec_driver_sql(f"PRAGMA wal_autocheckpoint = {checkpoint.WRITER_PAGES}")
             self._conn = conn
         return self._conn
 
@@ -112,14 +179,31 @@ class LogWriter:
                 log.debug("audit connection close failed", exc_info=True)
             self._conn = None
         self.frontier = None
+        self.steady = False
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.close(timeout)
         if self._conn is not None:
             self._conn.close()
             self._conn = None
 
-    def append(self, records: list[AuditRecord]) -> None:
-        """One group commit: the records in their own transaction, durable on return."""
+    def prepare(
+        self, records: Sequence[AuditRecord], after: Prepared | None = None
+    ) -> Prepared | None:
+        """The records' rows built ahead, to follow `after` or else our last commit; None when
+        the log's end cannot be predicted (no commit yet, or others are appending)."""
+        if after is not None:
+            return Prepared.build(after.frontier, records, self.sealer)
+        frontier = self.frontier
+        if frontier is None or not self.steady:
+            return None
+        return Prepared.build(frontier, records, self.sealer)
+
+    def append(self, records: list[AuditRecord], prepared: Prepared | None = None) -> bool:
+        """One group commit: the records in their own transaction, durable on return. With
+        `prepared` (the same records' rows built ahead), those rows are stored if the log ends
+        where they were built to follow; True when they were."""
         conn = self._connection()
         sql = Sql.of(conn)
         # The driver's own cursor: a commit is a handful of fixed statements, and at one
@@ -134,8 +218,16 @@ class LogWriter:
                 if sql.lock:
                     cur.execute(sql.lock, (_PG_LOCK,))
                 cur.execute(sql.latest)
-                frontier = self._synced(cur.fetchone()).copy()
-                self._extend(cur, conn, sql, frontier, records)
+                known = self._synced(cur.fetchone())
+                used = (
+                    prepared is not None
+                    and len(prepared.rows) == len(records)
+                    and prepared.fits(known)
+                )
+                batch = (
+                    prepared if used and prepared else Prepared.build(known, records, self.sealer)
+                )
+                self._store(cur, conn, sql, batch)
                 cur.execute("COMMIT")
             except BaseException:
                 try:
@@ -145,7 +237,11 @@ class LogWriter:
                 raise
             finally:
                 cur.close()
-        self.frontier = frontier
+        if self._checkpoints is not None:
+            self._checkpoints.committed(len(records))
+        self.steady = known is self.frontier
+        self.frontier = batch.frontier
+        return used
 
     def append_in(self, conn: Connection, records: list[AuditRecord]) -> None:
         """The records join `conn`'s open transaction: they commit with it or not at all (a
@@ -167,25 +263,14 @@ class LogWriter:
             frontier = (
                 Frontier() if latest is None else Frontier.unpack(int(latest[0]), bytes(latest[1]))
             )
-            self._extend(cur, conn, sql, frontier, records)
+            self._store(cur, conn, sql, Prepared.build(frontier, records, self.sealer))
         finally:
             cur.close()
 
-    def _extend(
-        self, cur: Any, conn: Connection, sql: Sql, frontier: Frontier, records: list[AuditRecord]
-    ) -> None:
-        """Insert the records at the end of the log, the subtree hashes they complete and the
-        checkpoint after them; `frontier` (the log's compact range) is extended in place."""
-        first = frontier.size
-        nodes: list[tuple[int, int, bytes]] = []
-
-        def on_node(level: int, idx: int, h: bytes) -> None:
-            nodes.append((level, idx, h))
-
-        rows = stored_rows(first, records, self.sealer)
-        add = frontier.append
-        for row in rows:
-            add(row[-1], on_node)
+    def _store(self, cur: Any, conn: Connection, sql: Sql, prepared: Prepared) -> None:
+        """Insert the rows at the end of the log, the subtree hashes they complete and the
+        checkpoint after them."""
+        first, rows, nodes = prepared.size, prepared.rows, prepared.nodes
         try:
             step = sql.rows_per_insert
             if step:
@@ -204,7 +289,8 @@ class LogWriter:
             raise
         if nodes:
             cur.executemany(sql.node, nodes)
-        cur.execute(sql.batch, (frontier.size, first, now_micros(), frontier.pack()))
+        end = prepared.frontier
+        cur.execute(sql.batch, (end.size, first, now_micros(), end.pack()))
 
     def _synced(self, latest: Any) -> Frontier:
         """Our compact range, re-read if another process appended; a log that shrank is

@@ -7,7 +7,10 @@ from collections.abc import Callable
 import pytest
 from sqlalchemy import Connection, text
 
+from rempart.audit.factory import open_audit
+from rempart.audit.log import AuditLog
 from rempart.audit.records import AuditRecord
+from rempart.store.keyring import DIRECTORY_OWNER
 from rempart.wiring import Services
 
 AUDIT_TABLES = ("audit_event", "audit_node", "audit_batch", "audit_head", "audit_prune")
@@ -29,6 +32,16 @@ def make_record(i: int, **fields: object) -> AuditRecord:
     }
     values.update(fields)
     return AuditRecord(**values)  # type: ignore[arg-type]
+
+
+def second_log(services: Services) -> AuditLog:
+    """The same log opened again, as another process appending to it would."""
+    return open_audit(
+        services.settings,
+        services.engine,
+        services.provider,
+        services.keyring.ensure(DIRECTORY_OWNER),
+    )
 
 
 def disable_triggers(conn: Connection) -> None:

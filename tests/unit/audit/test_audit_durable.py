@@ -31,12 +31,12 @@ def _hold_the_log(services: Services, monkeypatch: pytest.MonkeyPatch) -> thread
     real = services.audit._writer.append
     first = [True]
 
-    def slow(records: list[Any]) -> None:
+    def slow(records: list[Any], prepared: Any = None) -> bool:
         if first[0]:
             first[0] = False
             started.set()
             gate.wait(20)
-        real(records)
+        return real(records, prepared)
 
     monkeypatch.setattr(services.audit._writer, "append", slow)
     threading.Thread(target=services.audit.record, args=(make_record(0),), daemon=True).start()
@@ -72,7 +72,7 @@ def test_the_result_waits_for_the_commit_not_the_worker_thread(
 def test_a_failed_commit_fails_the_request(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(records: list[Any]) -> None:
+    def broken(records: list[Any], prepared: Any = None) -> bool:
         raise OSError("injected audit failure")
 
     monkeypatch.setattr(services.audit._writer, "append", broken)
@@ -97,7 +97,7 @@ def test_a_refusal_leaves_after_its_record_or_becomes_a_503(
         asyncio.run(run_audited(refuse))
     assert _count(services) == 1
 
-    def broken(records: list[Any]) -> None:
+    def broken(records: list[Any], prepared: Any = None) -> bool:
         raise OSError("injected audit failure")
 
     monkeypatch.setattr(services.audit._writer, "append", broken)

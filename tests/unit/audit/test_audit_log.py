@@ -10,15 +10,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
-from tests.unit.audit.conftest import make_record
+from tests.unit.audit.conftest import make_record, second_log
 
 from rempart.audit.entry import COLUMNS, row_leaf, stored_rows, to_row
-from rempart.audit.factory import open_audit
 from rempart.audit.log import AuditUnavailable
 from rempart.audit.merkle import mth
 from rempart.audit.tables import audit_batch, audit_event, audit_head
 from rempart.audit.writer import Sql
-from rempart.store.keyring import DIRECTORY_OWNER
 from rempart.wiring import Services
 
 
@@ -81,7 +79,7 @@ def test_a_failed_write_fails_every_caller_and_the_log_recovers(
     services.audit.record(make_record(0))
     original = services.audit._writer.append
 
-    def broken(records: list[Any]) -> None:
+    def broken(records: list[Any], prepared: Any = None) -> bool:
         raise OSError("disk full")
 
     monkeypatch.setattr(services.audit._writer, "append", broken)
@@ -116,12 +114,7 @@ def test_a_database_error_mid_batch_rolls_back_the_whole_batch(
 
 
 def test_two_processes_append_to_one_log(services: Services) -> None:
-    other = open_audit(
-        services.settings,
-        services.engine,
-        services.provider,
-        services.keyring.ensure(DIRECTORY_OWNER),
-    )
+    other = second_log(services)
     try:
         for i in range(6):
             (services.audit if i % 2 else other).record(make_record(i), make_record(100 + i))
