@@ -22,6 +22,24 @@ def simulate(
     days: Annotated[
         int, typer.Option(min=1, max=365, help="Simulated days of normal clinical traffic.")
     ] = 3,
+    clinicians: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Normal clinician accounts working a rota (several doctors per unit, nights, "
+            "weekends, cover of a sister unit); default: the seed's one doctor per unit, "
+            "at work every day.",
+        ),
+    ] = None,
+    normal_only: Annotated[
+        bool,
+        typer.Option(
+            "--normal-only",
+            help="Play normal traffic only, every seeded account working normally, no attack "
+            "(long runs measuring false alarms; passwords hashed at OWASP's Argon2id floor "
+            "to keep sign-ins cheap).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the scorecard as JSON on stdout.")
     ] = False,
@@ -58,6 +76,8 @@ def simulate(
             seed,
             days,
             Hooks(seeded=lambda n: progress.advance(seeding, n), simulated=simulated),
+            clinicians=clinicians,
+            attacks=not normal_only,
         )
         progress.update(playing, completed=1000)
     render(report, err)

@@ -89,6 +89,10 @@ ROLE_LIMITS: dict[str, tuple[SettingDef, SettingDef, SettingDef]] = {
 }
 
 SHORT_WINDOW = register("guard.short_window_minutes", 5, 1, 60, "the guard's short window")
+# A doctor on call for two wards lists both at the start of a night (units.py, `covering`).
+COVER_UNITS = register(
+    "guard.clinician.cover_units", 3, 1, 10, "units a clinician's short/hour thresholds scale by"
+)
 DENIALS = register("guard.denials_short", 10, 2, 500, "refusals per session per short window")
 # A clinician is refused a handful of times a month (before a break-the-glass); a slow scraper
 # holding stolen factors is refused all day, below every per-window rate.

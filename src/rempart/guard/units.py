@@ -12,9 +12,13 @@ clinician of several units gets the most permissive of them, a unit without an o
 counting with the role's threshold. The unit id is the Organization's or Location's id (ids
 are compared case-insensitively: a key is lower case).
 
-Cost on a read: nothing while no override exists (one dict lookup); otherwise the account's
-units come from a cache refreshed every `UNITS_SECONDS`, and the overrides are reloaded with
-each new snapshot of the policy settings (every 5 s at most, at once after an approved change).
+A clinician who is a member of several units (a doctor on call for a pair of wards) has the
+role's short and hour thresholds multiplied by the number of its units, at most
+`guard.clinician.cover_units` (3; 1 turns this off): see `covering`.
+
+Cost on a read: the account's units come from a cache refreshed every `UNITS_SECONDS` (a dict
+lookup; one query per account every 30 s), and the overrides are reloaded with each new
+snapshot of the policy settings (every 5 s at most, at once after an approved change).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from rempart.access.membership import memberships
 from rempart.access.settings import PolicySettings, bounded_int
 from rempart.access.tables import access_setting
 from rempart.errors import InvalidResource
-from rempart.guard.settings import ROLE_LIMITS, Thresholds
+from rempart.guard.settings import COVER_UNITS, ROLE_LIMITS, Thresholds
 
 PREFIX = "guard.unit."
 KEY = re.compile(r"^guard\.unit\.([a-z0-9][a-z0-9.\-]{0,37})\.patients_(short|hour|day)$")
@@ -89,6 +93,20 @@ def most_permissive(
     return out[0], out[1], out[2]
 
 
+def covering(t: Thresholds, units: int) -> tuple[int, int, int]:
+    """The clinician's thresholds for a member of `units` units: a doctor on call for two
+    wards opens both ward lists at the start of a night (two 30-bed wards: 60-80 patients in
+    minutes), so the short and hour windows scale with the wards covered, up to
+    `guard.clinician.cover_units`; the 24-hour one (a lock) does not."""
+    short, hour, day = t.role_limits(ROLE)
+    wards = max(1, min(units, t(COVER_UNITS)))
+    return (
+        min(short * wards, ROLE_LIMITS[ROLE][0].high),
+        min(hour * wards, ROLE_LIMITS[ROLE][1].high),
+        day,
+    )
+
+
 class UnitLimits:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -98,15 +116,16 @@ class UnitLimits:
         self._lock = threading.Lock()
 
     def apply(self, t: Thresholds, account: str, role: str) -> Thresholds:
-        """`t` with the account's unit thresholds, if it has any."""
+        """`t` with the account's unit thresholds, if it has any: its units' overrides, and
+        the role's short and hour thresholds times the wards it covers (`covering`)."""
         if role != ROLE:
             return t
         overrides = self._current(t.values)
-        if not overrides:
-            return t
-        limits = most_permissive(overrides, self._units_of(account), t.role_limits(ROLE))
+        units = self._units_of(account)
+        defaults = covering(t, len(units))
+        limits = most_permissive(overrides, units, defaults) if overrides else None
         if limits is None:
-            return t
+            return t if len(units) < 2 else dataclasses.replace(t, unit_limits=defaults)
         return dataclasses.replace(t, unit_limits=limits)
 
     def _current(self, values: PolicySettings) -> dict[str, Limits]:
@@ -127,9 +146,14 @@ class UnitLimits:
         cached = self._units.get(account)
         if cached is not None and time.monotonic() - cached[0] < UNITS_SECONDS:
             return cached[1]
-        with self.engine.connect() as conn:
-            units = [u.rpartition("/")[2].lower() for u in memberships(conn, account)]
+        # One lookup at a time: concurrent first reads of an account (a ward list opened in
+        # several tabs) check out one connection, not one each, and then share the answer.
         with self._lock:
+            cached = self._units.get(account)
+            if cached is not None and time.monotonic() - cached[0] < UNITS_SECONDS:
+                return cached[1]
+            with self.engine.connect() as conn:
+                units = [u.rpartition("/")[2].lower() for u in memberships(conn, account)]
             if len(self._units) > ACCOUNTS:
                 self._units.clear()
             self._units[account] = (time.monotonic(), units)

@@ -44,6 +44,10 @@ _ADULT_UNITS: Weighted[str] = Weighted(
 )
 _RECENT_SHARE = 0.03  # visits in the last 30 days, so "recent activity" views are populated
 _HISTORY_DAYS = 10 * 365
+# A decoy's last visit ends before the longest care window an administrator can set (365 days)
+# plus the longest stay (40): no doctor with an account has a care relationship to a decoy, so
+# the first reader of one is out of pattern (the guard's decoy rule locks it).
+_DECOY_QUIET_DAYS = 365 + 41
 _DAY = 1440  # minutes; times are counted in minutes since day 0 of the proleptic calendar
 _DISCHARGE = "http://terminology.hl7.org/CodeSystem/discharge-disposition"
 
@@ -144,6 +148,8 @@ def encounter_days(rng: random.Random, ctx: PatientContext, as_of: date) -> list
     """Days (ordinals) of the patient's visits over the last ten years, in order."""
     today = as_of.toordinal()
     last = today - 1 if ctx.death is None else ctx.death - 20
+    if ctx.decoy:
+        last = min(last, today - _DECOY_QUIET_DAYS)
     first = max(ctx.birth, last - _HISTORY_DAYS)
     if last < first:
         return []

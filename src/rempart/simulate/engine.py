@@ -49,6 +49,7 @@ class Sim:
     census: int = 3  # patients staying in each unit
     seed: int = 0
     admitted: dict[str, int] = field(default_factory=dict)  # patient id -> admission time
+    leaving: dict[str, int] = field(default_factory=dict)  # patient id -> planned discharge
     _clients: list[httpx.Client] = field(default_factory=list)
 
     def actor(self, name: str, creds: Credentials, ip: str, **kwargs: bool | str | None) -> Actor:
@@ -70,6 +71,10 @@ class Sim:
 
     def at(self, day: int, hours: float) -> int:
         return self.day0 + day * DAY + int(hours * HOUR)
+
+    def weekend(self, day: int) -> bool:
+        """Whether simulated day `day` is a Saturday or a Sunday."""
+        return datetime.fromtimestamp(self.at(day, 12) / SECOND, tz=UTC).weekday() >= 5
 
     def close(self) -> None:
         for client in self._clients:

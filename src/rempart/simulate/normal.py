@@ -16,6 +16,7 @@ Every refusal a normal user meets is classified: a fresh-factor demand they pass
 from __future__ import annotations
 
 import base64
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,15 +44,24 @@ class Worker:
     """A normal user and what the server did to them."""
 
     actor: Actor
-    containments: list[tuple[int, str]] = field(default_factory=list)
+    containments: list[tuple[int, str]] = field(default_factory=list)  # every refusal
+    # Episodes: refusals from one cut until the server serves this person again count once
+    # (a locked account is refused at every sign-in until a security officer unlocks it).
+    incidents: int = 0
     step_ups_demanded: int = 0
     days: int = 0
+    _cut: bool = False
+
+    def contained(self, cause: str) -> None:
+        self.containments.append((clock.now_micros(), cause))
+        self.incidents += not self._cut
+        self._cut = True
 
     def ensure_session(self, sim: Sim) -> bool:
         role = self.actor.creds.role
         stale = self.actor.session_stale(sim.idle_seconds(role), sim.absolute_seconds(role))
         if stale and not self.actor.login():
-            self.containments.append((clock.now_micros(), "sign-in refused"))
+            self.contained("sign-in refused")
             return False
         return True
 
@@ -61,6 +71,7 @@ class Worker:
             return None
         reply = self.actor.call(method, path, **kwargs)
         if reply.ok or reply.status not in (401, 403, 423, 429):
+            self._cut = self._cut and not reply.ok
             return reply
         if reply.status == 403 and not reply.step_up:
             return reply  # the policy's answer for this record, not a cut: the caller decides
@@ -73,11 +84,15 @@ class Worker:
             cause = f"HTTP {reply.status}"
         if not reply.step_up or not recovered:
             # A session refused, a 429, a lock: the server stopped serving a normal user.
-            self.containments.append((clock.now_micros(), cause))
-        return self.actor.call(method, path, **kwargs) if recovered else None
+            self.contained(cause)
+        if not recovered:
+            return None
+        again = self.actor.call(method, path, **kwargs)
+        self._cut = self._cut and not again.ok
+        return again
 
 
-def _entries(reply: Reply | None) -> list[dict[str, Any]]:
+def entries(reply: Reply | None) -> list[dict[str, Any]]:
     if reply is None or not reply.ok or not isinstance(reply.doc, dict):
         return []
     return [e["resource"] for e in reply.doc.get("entry", []) if "resource" in e]
@@ -150,7 +165,7 @@ def progress_note(patient: str, encounter: str, author: str, text: str) -> dict[
     }
 
 
-def _admit(sim: Sim, worker: Worker, unit: Unit, practitioner: str | None) -> Steps:
+def admit(sim: Sim, worker: Worker, unit: Unit, practitioner: str | None) -> Steps:
     """An admission: a front desk finds the patient by NIR first; a doctor got the id with the
     transfer letter."""
     patient = sim.world.admissible(worker.actor.rng)
@@ -160,7 +175,7 @@ def _admit(sim: Sim, worker: Worker, unit: Unit, practitioner: str | None) -> St
         found = worker.call(
             sim, "GET", "/fhir/Patient", params={"identifier": f"{NIR_SYSTEM}|{patient.nir}"}
         )
-        if not _entries(found):
+        if not entries(found):
             return
         yield worker.actor.rng.uniform(30, 120)
     created = worker.call(
@@ -173,12 +188,27 @@ def _admit(sim: Sim, worker: Worker, unit: Unit, practitioner: str | None) -> St
 
 
 def _consult(sim: Sim, worker: Worker, encounter: dict[str, Any], night: bool) -> Steps:
+    rng = worker.actor.rng
+    patient = encounter["subject"]["reference"].removeprefix("Patient/")
+    if not (yield from review(sim, worker, encounter, night)):
+        return
+    admitted = sim.admitted.get(patient, 0)
+    if not night and clock.now_micros() - admitted > 2 * DAY and rng.random() < 0.4:
+        yield rng.uniform(60, 300)
+        discharge(sim, worker, encounter)
+
+
+def review(
+    sim: Sim, worker: Worker, encounter: dict[str, Any], night: bool
+) -> Generator[float, None, bool]:
+    """A doctor at one bedside: the record read, vital signs written, sometimes a note. Returns
+    False (as the generator's value) when the record could not be opened."""
     actor = worker.actor
     rng = worker.actor.rng
     patient = encounter["subject"]["reference"].removeprefix("Patient/")
     reply = worker.call(sim, "GET", f"/fhir/Patient/{patient}")
     if reply is None or not reply.ok:
-        return
+        return False
     yield rng.uniform(20, 90)
     worker.call(sim, "GET", "/fhir/Observation", params={"patient": patient, "_count": "20"})
     for res_type in ("Condition", "MedicationRequest", "AllergyIntolerance", "DocumentReference"):
@@ -199,19 +229,24 @@ def _consult(sim: Sim, worker: Worker, encounter: dict[str, Any], night: bool) -
             patient, encounter["id"], actor.creds.practitioner, "Examen clinique stable; poursuite."
         )
         worker.call(sim, "POST", "/fhir/DocumentReference", body=note)
-    admitted = sim.admitted.get(patient, 0)
-    if not night and clock.now_micros() - admitted > 2 * DAY and rng.random() < 0.4:
-        yield rng.uniform(60, 300)
-        finished = {**encounter, "status": "finished"}
-        finished["period"] = {**encounter.get("period", {}), "end": iso(clock.now_micros())}
-        if "start" not in finished["period"]:
-            finished["period"]["start"] = iso(clock.now_micros() - HOUR)
-        done = worker.call(sim, "PUT", f"/fhir/Encounter/{encounter['id']}", body=finished)
-        if done is not None and done.ok:
-            sim.admitted.pop(patient, None)
+    return True
 
 
-def _break_glass(sim: Sim, worker: Worker) -> Steps:
+def discharge(sim: Sim, worker: Worker, encounter: dict[str, Any]) -> bool:
+    patient = encounter["subject"]["reference"].removeprefix("Patient/")
+    finished = {**encounter, "status": "finished"}
+    finished["period"] = {**encounter.get("period", {}), "end": iso(clock.now_micros())}
+    if "start" not in finished["period"]:
+        finished["period"]["start"] = iso(clock.now_micros() - HOUR)
+    done = worker.call(sim, "PUT", f"/fhir/Encounter/{encounter['id']}", body=finished)
+    if done is not None and done.ok:
+        sim.admitted.pop(patient, None)
+        sim.leaving.pop(patient, None)
+        return True
+    return False
+
+
+def break_glass(sim: Sim, worker: Worker) -> Steps:
     """A justified emergency access: the doctor is refused, confirms it is them, gives the
     reason, then reads what the emergency needs."""
     patient = sim.world.admissible(worker.actor.rng)
@@ -220,7 +255,7 @@ def _break_glass(sim: Sim, worker: Worker) -> Steps:
         return
     yield worker.actor.rng.uniform(20, 60)
     if not worker.actor.step_up():
-        worker.containments.append((clock.now_micros(), "fresh factor refused"))
+        worker.contained("fresh factor refused")
         return
     body = {"patient": f"Patient/{patient.id}", "reason": worker.actor.rng.choice(REASONS)}
     granted = worker.call(sim, "POST", "/access/break-glass", body=body)
@@ -245,10 +280,10 @@ def clinician(sim: Sim, worker: Worker, unit: Unit, days: int, admits: bool) -> 
         yield until(start)
         worker.days += 1
         if admits:
-            for _ in range(_poisson(rng, sim.census / LENGTH_OF_STAY_DAYS)):
-                yield from _admit(sim, worker, unit, me)
+            for _ in range(poisson(rng, sim.census / LENGTH_OF_STAY_DAYS)):
+                yield from admit(sim, worker, unit, me)
                 yield rng.uniform(60, 600)
-        worklist = _entries(
+        worklist = entries(
             worker.call(
                 sim,
                 "GET",
@@ -264,7 +299,7 @@ def clinician(sim: Sim, worker: Worker, unit: Unit, days: int, admits: bool) -> 
             yield from _consult(sim, worker, encounter, night)
         if not night and me:
             yield rng.uniform(5, 20) * 60
-            recent = _entries(
+            recent = entries(
                 worker.call(
                     sim, "GET", "/fhir/Encounter", params={"participant": me, "_count": "20"}
                 )
@@ -275,19 +310,25 @@ def clinician(sim: Sim, worker: Worker, unit: Unit, days: int, admits: bool) -> 
                 worker.call(sim, "GET", f"/fhir/{subject}")
         if rng.random() < BREAK_GLASS_PER_CLINICIAN_DAY:
             yield rng.uniform(10, 60) * 60
-            yield from _break_glass(sim, worker)
+            yield from break_glass(sim, worker)
         actor.logout()
 
 
-def front_desk(sim: Sim, worker: Worker, units: list[Unit], days: int) -> Steps:
+def front_desk(
+    sim: Sim, worker: Worker, units: list[Unit], days: int, weekends: bool = True
+) -> Steps:
+    """`weekends`: the desk is open every day (the default run); else closed on Saturdays and
+    Sundays, when the doctors on duty admit (rota.py)."""
     rng = worker.actor.rng
     for day in range(days):
+        if not weekends and sim.weekend(day):
+            continue
         yield until(sim.at(day, 8.0 + rng.uniform(0, 0.5)))
         worker.days += 1
-        jobs = [u for u in units for _ in range(_poisson(rng, sim.census / LENGTH_OF_STAY_DAYS))]
+        jobs = [u for u in units for _ in range(poisson(rng, sim.census / LENGTH_OF_STAY_DAYS))]
         rng.shuffle(jobs)
         for unit in jobs:
-            yield from _admit(sim, worker, unit, None)
+            yield from admit(sim, worker, unit, None)
             yield rng.uniform(5, 25) * 60
         for _ in range(rng.randrange(3, 9)):  # appointments: exact identity at the desk
             person = sim.world.admissible(rng)
@@ -346,7 +387,7 @@ def fill_wards(sim: Sim, store: ResourceStore, units: list[tuple[Unit, str | Non
         raise RuntimeError(f"the wards' census was refused: {summary.rejected[:3]}")
 
 
-def _poisson(rng: Any, mean: float) -> int:
+def poisson(rng: Any, mean: float) -> int:
     # Knuth's method: small means only.
     limit, k, product = 2.718281828459045 ** (-mean), 0, rng.random()
     while product > limit:

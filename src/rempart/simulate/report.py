@@ -50,6 +50,8 @@ class Report:
     false_containments: int
     false_alerts: int
     false_alert_kinds: Counter[str] = field(default_factory=Counter)
+    false_containment_causes: Counter[str] = field(default_factory=Counter)
+    false_containment_incidents: int = 0  # refusals of one episode counted once (normal.py)
     step_ups_demanded: int = 0
     normal_requests: int = 0
     wall_seconds: float = 0.0
@@ -115,15 +117,19 @@ def render(report: Report, console: Console) -> None:
         )
     if console.width < TABLE_WIDTH:  # a pipe or a log file: do not fold the table into 80 columns
         console = Console(file=console.file, width=TABLE_WIDTH, soft_wrap=True)
-    console.print(table)
+    if report.playbooks:  # none in a run of normal traffic only
+        console.print(table)
     false_kinds = ", ".join(f"{k} ×{n}" for k, n in report.false_alert_kinds.most_common())
     console.print(
         f"normal traffic: {report.clinician_days} clinician-days, "
-        f"{report.normal_requests:,} requests, {report.false_containments} false containments, "
+        f"{report.normal_requests:,} requests, {report.false_containments} false containments "
+        f"({report.false_containment_incidents} episodes), "
         f"{report.false_alerts} alerts about normal accounts"
         + (f" ({false_kinds})" if false_kinds else "")
         + f", {report.step_ups_demanded} fresh-factor demands passed"
     )
+    for cause, n in report.false_containment_causes.most_common():
+        console.print(f"  false containment ×{n}: {cause}")
     console.print(
         f"seeding {report.seed_seconds:.0f} s, whole run {report.wall_seconds:.0f} s (wall clock); "
         f"alerts read from {report.alert_source}"

@@ -4,6 +4,10 @@ The cast comes from the seed's accounts: every attack is played by its own accou
 attacker's alerts and containment are its own), normal traffic by all the others. The attacks
 happen on the second simulated day (the first when only one is played), among the ward rounds;
 the slow-and-low attacker works office hours from the first day for at least three days.
+
+Long runs that measure false alarms (`--normal-only`, usually with `--clinicians N`) play no
+attacker: every seeded account works normally, and with `--clinicians` the units are staffed
+by a rota of several doctors each (rota.py) instead of one doctor at work every day.
 """
 
 from __future__ import annotations
@@ -17,14 +21,14 @@ from dataclasses import dataclass
 from rempart import clock
 from rempart.simulate import attacks_admin as admin
 from rempart.simulate import attacks_staff as staff
-from rempart.simulate import normal
+from rempart.simulate import normal, rota
 from rempart.simulate.engine import DAY, Scheduler, Sim, Steps, next_midnight
 from rempart.simulate.leaks import PatientIndex
 from rempart.simulate.officer import SeenAlert, about, read_alerts
 from rempart.simulate.oracle import Legitimate, ScopeOracle
 from rempart.simulate.playbook import Playbook
 from rempart.simulate.report import PlaybookResult, Report
-from rempart.simulate.server import live_hospital
+from rempart.simulate.server import LiveHospital, live_hospital
 from rempart.simulate.world import Credentials, Unit, World, build_world
 
 SLOW_DAYS = 3
@@ -40,11 +44,25 @@ class Hooks:
     inspect: Callable[[list[normal.Worker], list[Playbook]], None] | None = None
 
 
-def simulate(patients: int, seed: int, days: int, hooks: Hooks | None = None) -> Report:
+def simulate(
+    patients: int,
+    seed: int,
+    days: int,
+    hooks: Hooks | None = None,
+    *,
+    clinicians: int | None = None,
+    attacks: bool = True,
+) -> Report:
+    """`clinicians`: that many normal clinician accounts working a rota (rota.py) instead of
+    the seed's one doctor per unit at work every day; `attacks=False`: normal traffic only,
+    every account of the seed working normally (the long runs that measure false alarms)."""
     hooks = hooks or Hooks()
     started = time.monotonic()
     # The clock is restored only once the server has stopped (it must never see time go back).
-    with clock.SimulatedTime() as simulated, live_hospital(patients, seed, hooks.seeded) as live:
+    with (
+        clock.SimulatedTime() as simulated,
+        live_hospital(patients, seed, hooks.seeded, floor_hashing=not attacks) as live,
+    ):
         world = build_world(patients, seed, live.credentials)
         index = PatientIndex(world)
         oracle = ScopeOracle(live.services.engine)
@@ -62,19 +80,23 @@ def simulate(patients: int, seed: int, days: int, hooks: Hooks | None = None) ->
             seed=seed,
         )
         try:
-            workers, playbooks, kinds = _cast(sim)
+            workers, playbooks, kinds = _cast(sim, attacks)
             normal.fill_wards(sim, live.services.store, _attendings(world))
-            _play(sim, days, workers, playbooks, hooks)
+            shifts: dict[str, list[rota.Shift]] | None = None
+            if clinicians is not None:
+                workers, shifts = _staff(sim, live, workers, clinicians, days)
+            _play(sim, days, workers, playbooks, hooks, shifts)
             officer = sim.actor("officer", world.by_role("security_officer")[0], "127.0.12.1")
             alerts, source = read_alerts(officer, live.services.engine)
         finally:
             sim.close()
-        database = Playbook(
-            "stolen-database-file", "copy of the SQLite file and WAL, no key", None, None, False
-        )
-        admin.steal_database(live.home, index, database)
-        playbooks.append(database)
-        kinds[database.name] = "database"
+        if attacks:
+            database = Playbook(
+                "stolen-database-file", "copy of the SQLite file and WAL, no key", None, None, False
+            )
+            admin.steal_database(live.home, index, database)
+            playbooks.append(database)
+            kinds[database.name] = "database"
         if hooks.inspect is not None:
             hooks.inspect(workers, playbooks)
         # An alert about a normal account is false unless it also names an attacker (an
@@ -86,19 +108,25 @@ def simulate(patients: int, seed: int, days: int, hooks: Hooks | None = None) ->
         ]
         innocent = [a for a in alerts if not any(about(a, i, u) for i, u in attackers)]
         false_kinds: Counter[str] = Counter()
+        causes: Counter[str] = Counter()  # each false containment, with the guard's signals
         for w in workers:
             account_id = oracle.account_id(w.actor.creds.username)
-            false_kinds.update(
-                a.kind for a in innocent if about(a, account_id, w.actor.creds.username)
+            mine = [a.kind for a in innocent if about(a, account_id, w.actor.creds.username)]
+            false_kinds.update(mine)
+            signals = ", ".join(sorted({k for k in mine if k.startswith("guard-")})) or "none"
+            causes.update(
+                f"{cause} (guard alerts on the account: {signals})" for _, cause in w.containments
             )
-        clinicians = [w for w in workers if w.actor.creds.role == "clinician"]
+        doctors = [w for w in workers if w.actor.creds.role == "clinician"]
         return Report(
             patients=patients,
             playbooks=[_result(p, kinds[p.name], alerts, oracle) for p in playbooks],
-            clinician_days=sum(w.days for w in clinicians),
+            clinician_days=sum(w.days for w in doctors),
             false_containments=sum(len(w.containments) for w in workers),
             false_alerts=sum(false_kinds.values()),
             false_alert_kinds=false_kinds,
+            false_containment_incidents=sum(w.incidents for w in workers),
+            false_containment_causes=causes,
             step_ups_demanded=sum(w.step_ups_demanded for w in workers),
             normal_requests=sum(w.actor.requests for w in workers),
             wall_seconds=time.monotonic() - started,
@@ -108,12 +136,17 @@ def simulate(patients: int, seed: int, days: int, hooks: Hooks | None = None) ->
 
 
 def _play(
-    sim: Sim, days: int, workers: list[normal.Worker], playbooks: list[Playbook], hooks: Hooks
+    sim: Sim,
+    days: int,
+    workers: list[normal.Worker],
+    playbooks: list[Playbook],
+    hooks: Hooks,
+    shifts: dict[str, list[rota.Shift]] | None,
 ) -> None:
     scheduler = Scheduler(sim.time)
-    for start, steps in _schedule(sim, days, workers, playbooks):
+    for start, steps in _schedule(sim, days, workers, playbooks, shifts):
         scheduler.add(start, steps)
-    horizon = max(days, SLOW_DAYS) * DAY
+    horizon = (max(days, SLOW_DAYS) if playbooks else days) * DAY
 
     def tick(now: int) -> None:
         if hooks.simulated is not None:
@@ -152,12 +185,57 @@ def _attendings(world: World) -> list[tuple[Unit, str | None]]:
     return out
 
 
-def _cast(sim: Sim) -> tuple[list[normal.Worker], list[Playbook], dict[str, str]]:
+def _staff(
+    sim: Sim, live: LiveHospital, workers: list[normal.Worker], total: int, days: int
+) -> tuple[list[normal.Worker], dict[str, list[rota.Shift]]]:
+    """The clinicians replaced by `total` doctors working the rota (accounts created for the
+    directory's other doctors), with their shifts."""
+    seeded = [w.actor.creds for w in workers if w.actor.creds.role == "clinician"]
+    doctors = rota.provision(
+        live.services.identity,
+        live.services.engine,
+        sim.world,
+        seeded,
+        total,
+        sim.oracle.account_id,
+    )
+    others = [w for w in workers if w.actor.creds.role != "clinician"]
+    staff = [normal.Worker(sim.actor(c.username, c, _lan(i))) for i, c in enumerate(doctors)]
+    desk = {u.org for w in others for u in _desk_units(sim.world, w.actor.creds)}
+    return staff + others, rota.plan(sim, doctors, days, sim.seed, desk)
+
+
+def _lan(i: int) -> str:
+    """The hospital LAN's address of normal clinician `i` (250 to a /24)."""
+    return f"127.0.{10 * (1 + i // 250)}.{i % 250 + 1}"
+
+
+def _desk_units(world: World, creds: Credentials) -> list[Unit]:
+    """The units whose admissions a front desk account makes (its establishment's)."""
+    if creds.role != "secretary" or not creds.units or creds.units[0] not in world.establishments:
+        return []
+    site = world.establishments.index(creds.units[0])
+    return [u for u in world.units if u.establishment == site]
+
+
+def _cast(sim: Sim, attacks: bool) -> tuple[list[normal.Worker], list[Playbook], dict[str, str]]:
     world = sim.world
     clinicians = world.by_role("clinician")
     secretaries = world.by_role("secretary")
     patients = world.by_role("patient")
     admins = world.by_role("admin")
+    if not attacks:  # everyone works normally
+        workers = [
+            normal.Worker(sim.actor(c.username, c, _lan(i))) for i, c in enumerate(clinicians)
+        ]
+        workers += [
+            normal.Worker(sim.actor(c.username, c, f"127.0.11.{i + 1}"))
+            for i, c in enumerate(secretaries)
+        ]
+        workers += [
+            normal.Worker(sim.actor(p.username, p, f"127.20.{i}.1")) for i, p in enumerate(patients)
+        ]
+        return workers, [], {}
     if len(clinicians) < 6 or len(secretaries) < 2 or len(patients) < 2 or len(admins) < 2:
         raise ValueError("the hospital is too small to cast every attacker apart from normal staff")
     attackers = clinicians[-4:]
@@ -202,26 +280,32 @@ def _cast(sim: Sim) -> tuple[list[normal.Worker], list[Playbook], dict[str, str]
 
 
 def _schedule(
-    sim: Sim, days: int, workers: list[normal.Worker], playbooks: list[Playbook]
+    sim: Sim,
+    days: int,
+    workers: list[normal.Worker],
+    playbooks: list[Playbook],
+    shifts: dict[str, list[rota.Shift]] | None = None,
 ) -> list[tuple[int, Steps]]:
     world: World = sim.world
-    desk = next(w for w in workers if w.actor.creds.role == "secretary")
-    desk_site = desk.actor.creds.units[0] if desk.actor.creds.units else ""
-    desk_index = world.establishments.index(desk_site) if desk_site in world.establishments else -1
-    desk_units = [u for u in world.units if u.establishment == desk_index]
+    desks = {u.org for w in workers for u in _desk_units(world, w.actor.creds)}
     plan: list[tuple[int, Steps]] = []
     for w in workers:
         role = w.actor.creds.role
-        if role == "clinician":
+        if role == "clinician" and shifts is not None:
+            plan.append((sim.day0, rota.doctor(sim, w, shifts.get(w.actor.creds.username, []))))
+        elif role == "clinician":
             unit = world.unit_of(w.actor.creds)
             if unit is None:
                 continue
-            admits = unit.establishment != desk_index
+            admits = unit.org not in desks
             plan.append((sim.day0, normal.clinician(sim, w, unit, days, admits)))
         elif role == "secretary":
-            plan.append((sim.day0, normal.front_desk(sim, w, desk_units, days)))
+            units = _desk_units(world, w.actor.creds)
+            plan.append((sim.day0, normal.front_desk(sim, w, units, days, shifts is None)))
         else:
             plan.append((sim.day0, normal.patient_at_home(sim, w, days)))
+    if not playbooks:
+        return plan
     day = min(1, days - 1)
     by_name = {p.name: p for p in playbooks}
 

@@ -60,6 +60,9 @@ class World:
     units: list[Unit]
     establishments: list[str]  # "Organization/<id>" by index
     staff_names: frozenset[str] = field(default_factory=frozenset)
+    # Each unit's doctors in the directory ("Organization/<id>" -> (Practitioner ref, given,
+    # family)); the seed gives an account to the first one only (rota.py provisions others).
+    doctors: dict[str, tuple[tuple[str, str, str], ...]] = field(default_factory=dict)
 
     def by_role(self, role: str) -> list[Credentials]:
         return [a for a in self.accounts if a.role == role]
@@ -150,4 +153,10 @@ def build_world(patients: int, seed: int, credentials: Path) -> World:
         units=units,
         establishments=[f"Organization/{e.org_id}" for e in directory.establishments],
         staff_names=frozenset(staff),
+        doctors={
+            f"Organization/{u.org_id}": tuple(
+                (f"Practitioner/{p.id}", p.given, p.family) for p in u.doctors
+            )
+            for u in directory.units
+        },
     )
