@@ -186,7 +186,7 @@ def serve(
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="Server processes (default: 1 on SQLite, 2 on PostgreSQL)."),
+        typer.Option(min=1, help="Server processes (default: 2, or 1 on a single core)."),
     ] = None,
 ) -> None:
     """Serve the FHIR API (refuses to start without its key or an up-to-date schema)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime
+from email.utils import formatdate
 from types import TracebackType
 
 SECOND = 1_000_000
@@ -40,6 +41,12 @@ def now_seconds() -> float:
 def micros_to_iso(micros: int) -> str:
     dt = datetime.fromtimestamp(micros / 1_000_000, tz=UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def micros_to_http_date(micros: int) -> str:
+    """RFC 9110's IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT"), as Last-Modified wants it
+    (FHIR's http page: "the HTTP Last-Modified header", not an instant)."""
+    return formatdate(micros // SECOND, usegmt=True)
 
 
 def datetime_to_micros(dt: datetime) -> int:

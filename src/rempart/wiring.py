@@ -46,6 +46,11 @@ class Services:
     guard: Guard  # scores every access before its data leaves (issue #7); no switch turns it off
     security: GuardService  # the security officer's alerts, containments, releases
 
+    @property
+    def embedded(self) -> bool:
+        """The database is SQLite, in this process: a query waits on no network."""
+        return self.engine.dialect.name == "sqlite"
+
     def close(self) -> None:
         self.guard.close()  # drains the alert webhook queue
         self.audit.close()  # flushes and signs a final tree head

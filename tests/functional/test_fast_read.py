@@ -4,6 +4,8 @@ type, and the paths it must leave to other routes. And it is the path reads actu
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -83,3 +85,35 @@ def test_same_answers_as_the_router(
     assert first.status_code == 200
     assert first.headers["etag"].startswith('W/"')
     assert first.headers["cache-control"] == "no-store"  # inside the security headers
+
+
+def test_a_read_runs_on_the_event_loop_on_sqlite_only(
+    hospital: Hospital, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the read's work runs on the loop (no thread hand-off); on PostgreSQL, whose
+    queries wait on a network, in the thread pool, where a slow query stalls nobody else."""
+    on_loop: list[bool] = []
+    original = fhir_routes._read
+
+    def watched(*args: object) -> object:
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # a worker thread has no running loop
+            on_loop.append(False)
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(fhir_routes, "_read", watched)
+    doctor = hospital.headers("clinician")
+    made = hospital.client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "name": [{"family": "Boucle", "given": ["Ana"]}]},
+        headers={**doctor, "Content-Type": "application/fhir+json"},
+    )
+    assert made.status_code == 201, made.text
+    read = hospital.client.get(f"/fhir/Patient/{made.json()['id']}", headers=doctor)
+    assert read.status_code == 200
+    refused = hospital.client.get("/fhir/Patient/does-not-exist", headers=doctor)
+    assert refused.status_code == 403  # a refusal takes the same path, audited the same way
+    sqlite = services_of(hospital.client).engine.dialect.name == "sqlite"
+    assert on_loop == [sqlite, sqlite]

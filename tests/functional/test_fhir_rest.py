@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pytest
@@ -45,6 +47,11 @@ def test_create_read_update_vread_history(hospital: Hospital) -> None:
     read = client.get(f"/fhir/Patient/{pid}", headers=clinician(hospital))
     assert read.status_code == 200
     assert read.json()["name"] == created["name"]
+    # An HTTP-date (RFC 9110), the second of meta.lastUpdated.
+    modified = parsedate_to_datetime(read.headers["last-modified"])
+    assert read.headers["last-modified"].endswith(" GMT")
+    updated = datetime.fromisoformat(read.json()["meta"]["lastUpdated"].replace("Z", "+00:00"))
+    assert modified == updated.replace(microsecond=0)
 
     changed = {**read.json(), "gender": "other"}
     ok = client.put(

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from rempart.api.deps import BodyDep, Caller, ContextDep, ServicesDep, TokenDep, caller_of
 from rempart.api.responses import fhir_response
 from rempart.audit.durable import run_audited
-from rempart.clock import micros_to_iso
+from rempart.clock import micros_to_http_date
 from rempart.errors import InvalidResource
 from rempart.fhir import HistoryEntry, capability_statement, history_bundle
 from rempart.store.repository import Stored
@@ -29,7 +29,7 @@ def base_url(request: Request) -> str:
 def _headers(stored: Stored, base: str | None = None) -> dict[str, str]:
     headers = {
         "ETag": f'W/"{stored.version}"',
-        "Last-Modified": micros_to_iso(stored.last_updated),
+        "Last-Modified": micros_to_http_date(stored.last_updated),
     }
     if base is not None:
         headers["Location"] = f"{base}/{stored.res_type}/{stored.res_id}/_history/{stored.version}"
@@ -48,8 +48,10 @@ def _if_match(value: str | None) -> int | None:
 # Declared first: routes are tried in order, and a read is the most frequent request.
 @router.get("/{res_type}/{res_id}")
 async def read(request: Request, res_type: str, res_id: str) -> Response:
-    # The audit commit is awaited here, on the event loop, not in the worker thread.
-    stored = await run_audited(_read, caller_of(request), res_type, res_id)
+    # The audit commit is awaited here, on the event loop, not in the worker thread; on
+    # SQLite the read itself runs on the loop too (`run_audited`, inline).
+    c = caller_of(request)
+    stored = await run_audited(_read, c, res_type, res_id, inline=c.svc.embedded)
     return fhir_response(stored.body, 200, _headers(stored))
 
 
@@ -155,5 +157,5 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
         who = c.svc.identity.authenticate(c.token)
         return c.svc.records.vread(who, c.ctx, res_type, res_id, version)
 
-    stored = await run_audited(run)
+    stored = await run_audited(run, inline=c.svc.embedded)
     return fhir_response(stored.body, 200, _headers(stored))

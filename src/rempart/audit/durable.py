@@ -177,15 +177,23 @@ def immediate() -> Iterator[None]:
         _DEFERRED.reset(token)
 
 
-async def run_audited(fn: Callable[..., T], *args: object, timeout: float = 30.0) -> T:
-    """`fn(*args)` in the thread pool; return only when every audit record it made is durable.
+async def run_audited(
+    fn: Callable[..., T], *args: object, timeout: float = 30.0, inline: bool = False
+) -> T:
+    """`fn(*args)` in the thread pool (on the event loop itself with `inline`); return only
+    when every audit record it made is durable.
+
+    `inline` is for short calls on an embedded database (a read on SQLite): their work is
+    Python and in-process SQLite, which a thread would run under the same GIL anyway, and the
+    hand-off to a thread and back cost a third of a read's CPU (docs/benchmarks.md). The loop
+    then waits whenever the call does, so never for a call that waits on a network.
 
     A refusal raised by `fn` (403, 404) leaves only after its record is durable too; if that
     record cannot be committed, the 503 replaces it, as when the thread waits in place."""
     tickets: list[Ticket] = []
     token = _DEFERRED.set(tickets)
     try:
-        result = await run_in_threadpool(fn, *args)
+        result = fn(*args) if inline else await run_in_threadpool(fn, *args)
     except Exception:
         await _all(tickets, timeout)
         raise
