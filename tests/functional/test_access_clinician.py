@@ -192,3 +192,68 @@ def test_break_the_glass_works_expires_and_is_capped(hospital: Hospital, ward: W
     )  # fmt: skip
     assert old.status_code == 403
     assert "step-up" in old.json()["issue"][0]["diagnostics"]
+
+
+def _admission(pid: str, ward: str, attender: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "resourceType": "Encounter",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "serviceProvider": {"reference": ward},
+    }
+    if attender:
+        body["participant"] = [{"individual": {"reference": attender}}]
+    return body
+
+
+def test_a_clinician_cannot_admit_a_patient_into_their_own_scope(
+    hospital: Hospital, ward: Ward
+) -> None:
+    """Admitting is the front desk's (test_access_roles.py): a hijacked clinician session that
+    "admits" someone into its own unit gets the same 403 whether that patient exists or not,
+    and still cannot read them. Admissions by a clinician who already cares for the patient or
+    has broken the glass for them are written."""
+    client, services = hospital.client, ward.services
+    me, room, elsewhere = practitioner(services), unit(services), unit(services)
+    doctor = new_staff(services, Role.CLINICIAN, practitioner=me, units=(room,))
+    headers = login(client, doctor)
+    stranger = ward.others[0]
+    missing = str(uuid.uuid4())
+    refusals = {
+        _refusal(
+            client.post("/fhir/Encounter", json=_admission(pid, room, me), headers=headers), pid
+        )
+        for pid in (stranger, missing)
+    }
+    assert len(refusals) == 1, refusals  # status, OperationOutcome and headers alike
+    ((status, body, _headers),) = refusals
+    assert status == 403
+    assert '"resourceType":"OperationOutcome"' in body
+    assert client.get(f"/fhir/Patient/{stranger}", headers=headers).status_code == 403
+    theirs = client.get("/fhir/Encounter", params={"patient": stranger}, headers=headers).json()
+    assert theirs["total"] == 0
+
+    # The emergency doctor attending the patient sends them to a ward of another unit.
+    attending = patient(services)
+    encounter(services, attending, attender=me)
+    moved = client.post(
+        "/fhir/Encounter", json=_admission(attending, elsewhere, me), headers=headers
+    )
+    assert moved.status_code == 201, moved.text
+
+    # At night, with a justified break-the-glass: the admission is written, and the stay in
+    # the doctor's unit then counts once the grant has expired.
+    emergency = patient(services)
+    granted = client.post(
+        "/access/break-glass", json={"patient": f"Patient/{emergency}", "reason": REASON},
+        headers=headers,
+    )  # fmt: skip
+    assert granted.status_code == 201, granted.text
+    admitted = client.post("/fhir/Encounter", json=_admission(emergency, room), headers=headers)
+    assert admitted.status_code == 201, admitted.text
+    with services.engine.begin() as conn:
+        conn.execute(
+            update(break_glass).where(break_glass.c.id == granted.json()["id"]).values(expires=1)
+        )
+    assert client.get(f"/fhir/Patient/{emergency}", headers=headers).status_code == 200

@@ -11,8 +11,9 @@ containment per 1,000 clinician-days.
 
 from __future__ import annotations
 
+from rempart.simulate import normal
 from rempart.simulate.report import Report
-from rempart.simulate.runner import simulate
+from rempart.simulate.runner import Hooks, simulate
 
 CI_PATIENTS = 1000
 PLAYBOOKS = {
@@ -50,8 +51,21 @@ def _check_shape(report: Report) -> None:
 
 
 def test_simulated_attacks_meet_the_targets() -> None:
-    report = simulate(CI_PATIENTS, seed=7, days=2)
+    cast: list[normal.Worker] = []
+    report = simulate(
+        CI_PATIENTS, seed=7, days=2, hooks=Hooks(inspect=lambda w, _p: cast.extend(w))
+    )
     _check_shape(report)
+    # Admissions are the front desks' (one provisioned where the seed's desk is an attacker
+    # or absent); no normal doctor posts one, so none is refused as an admission by a doctor.
+    admits = [
+        (w.actor.creds.role, e.status)
+        for w in cast
+        for e in w.actor.log
+        if e.method == "POST" and e.path == "/fhir/Encounter"
+    ]
+    assert admits
+    assert set(admits) == {("secretary", 201)}
     # Normal traffic is real work, not a token gesture: every normal clinician, both days.
     assert report.clinician_days >= 30
     assert report.normal_requests >= 20 * report.clinician_days

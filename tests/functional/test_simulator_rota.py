@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from rempart.cli import app
 from rempart.simulate import normal, runner
+from rempart.simulate.actor import Exchange
 from rempart.simulate.playbook import Playbook
 from rempart.simulate.report import Report
 
@@ -47,9 +48,22 @@ def test_a_rota_day_of_normal_traffic() -> None:
     assert any(w.actor.creds.username.startswith("dr.") for w in worked)
     assert all(w.actor.logins >= 1 for w in worked)  # every shift signed in over HTTP
     assert report.normal_requests >= 10 * report.clinician_days
+    # Admissions are the front desks' alone, and every one is accepted: the seed's two desks
+    # and the one the runner provisions for the establishment the seed gave none.
+    desks = [w for w in cast if w.actor.creds.role == "secretary"]
+    assert len({w.actor.creds.units for w in desks}) == len(desks) == 3
+    assert any(w.actor.creds.username.startswith("bureau.entrees.") for w in desks)
+    admissions = [e for w in desks for e in w.actor.log if _admission(e)]
+    assert admissions
+    assert {e.status for e in admissions} == {201}
+    assert [e for w in doctors for e in w.actor.log if _admission(e)] == []  # doctors never admit
     # Every request a worker made was answered; no session of theirs was cut.
     assert report.false_containments == 0, [w.containments for w in cast if w.containments]
     assert report.misses() == []
+
+
+def _admission(exchange: Exchange) -> bool:
+    return exchange.method == "POST" and exchange.path == "/fhir/Encounter"
 
 
 def test_the_command_passes_the_options(monkeypatch: pytest.MonkeyPatch) -> None:

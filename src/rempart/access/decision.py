@@ -88,6 +88,9 @@ class Decision:
         ):
             self._reasons[compartment] = "registering a new patient record"
             return True
+        # A front desk's admission in its own unit (never a clinician's: `Relationships`).
+        # Checked before references are resolved (`check_write`), so a refused write to an
+        # unknown patient answers exactly as one to someone else's.
         if body is not None and (reason := scope.admits(conn, body)):
             self._reasons[compartment] = reason
             return True

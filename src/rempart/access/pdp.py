@@ -90,6 +90,9 @@ def decide(principal: Principal, settings: PolicySettings = DEFAULTS) -> Decisio
             since=now - settings.care_window_micros,
             now=now,
             label="stays and appointments in this account's establishment",
+            # The front desk admits: it finds a walk-in by exact identity traits, then records
+            # the stay or appointment, which brings the patient in. Clinicians do not (scope.py).
+            admissions=True,
         )
         return _issue(
             principal,

@@ -56,7 +56,7 @@ class PatientScope(Protocol):
         """A SQL condition on a compartment column; None means no restriction."""
 
     def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
-        """Whether writing `body` (an admission) brings its patient into scope."""
+        """Whether writing `body` (a front desk's admission) brings its patient into scope."""
 
     def describe(self) -> str: ...
 
@@ -165,7 +165,8 @@ class Relationships:
     Clinicians: `personal` kinds (participant, team, gp) on their Practitioner within the care
     window, `stay` links on the units they belong to (current stays only), the records they
     registered, and break-the-glass. Secretaries: `stay` and `visit` links on their units and
-    establishments within the window, and the records they registered.
+    establishments within the window, and the records they registered; only they admit
+    (`admissions`).
     """
 
     account_id: str
@@ -176,6 +177,11 @@ class Relationships:
     since: int  # links that ended before this (microseconds) no longer count
     now: int
     label: str
+    # Whether an admission or appointment this account writes in one of its units brings a
+    # patient it is not related to into its scope (`admits`): the front desk's job. Never a
+    # clinician's: a hijacked clinician session could otherwise open any patient whose id it
+    # has by "admitting" them into its own unit, with no break-the-glass, reason or alert.
+    admissions: bool = False
 
     @property
     def everyone(self) -> bool:
@@ -216,8 +222,10 @@ class Relationships:
         return _units_cte(bindparam("scope_account", self.account_id))
 
     def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
-        """An admission or appointment in one of the account's units brings its patient in."""
-        if not self.places or body.get("resourceType") != "Encounter":
+        """An admission or appointment in one of the account's units brings its patient in
+        (front desks only: a clinician reaches a new patient through a relationship it already
+        has, a record it registers, or break-the-glass)."""
+        if not self.admissions or not self.places or body.get("resourceType") != "Encounter":
             return None
         places = {
             link.actor

@@ -2,12 +2,13 @@
 
 Volumes follow the seeded hospital: each unit starts with a census of patients staying in it
 (`census_per_unit`, growing with the hospital), admits census / length-of-stay patients a day
-(by its establishment's front desk, or by the unit's doctor where no desk account exists), a doctor
-sees the patients staying in the unit (a worklist search, then each record: demographics,
-observations, sometimes problems, treatments, allergies, documents), writes vital signs and
-notes, discharges after a few days, follows up recent patients, and now and then opens a patient
-outside their relationships through break-the-glass with a real reason. Some doctors work
-nights on some days. Patients read their own record a few times a week.
+(always by its establishment's front desk, the admissions office, open every day and night:
+doctors never admit, the policy refuses them), a doctor sees the patients staying in the unit
+(a worklist search, then each record: demographics, observations, sometimes problems,
+treatments, allergies, documents), writes vital signs and notes, discharges after a few
+days, follows up recent patients, and now and then opens a patient outside their
+relationships through break-the-glass with a real reason. Some doctors work nights on some
+days. Patients read their own record a few times a week.
 
 Every refusal a normal user meets is classified: a fresh-factor demand they pass is friction
 (counted apart); a session refused, a 429 or a lock is a *false containment*.
@@ -32,6 +33,7 @@ LENGTH_OF_STAY_DAYS = 4.0  # French acute care averages 5.5 days; short stays pu
 BREAK_GLASS_PER_CLINICIAN_DAY = 0.05
 PATIENT_VISITS_PER_DAY = 0.3
 NIGHT_SHARE = 0.2
+NIGHT_ADMISSIONS = 0.25  # share of a unit's admissions arriving in the evening and at night
 REASONS = (
     "Transfert depuis les urgences d'un patient inconscient: allergies et traitements à vérifier",
     "Avis cardiologique demandé en urgence par l'équipe de garde, patient hors service",
@@ -165,22 +167,20 @@ def progress_note(patient: str, encounter: str, author: str, text: str) -> dict[
     }
 
 
-def admit(sim: Sim, worker: Worker, unit: Unit, practitioner: str | None) -> Steps:
-    """An admission: a front desk finds the patient by NIR first; a doctor got the id with the
-    transfer letter."""
+def admit(sim: Sim, worker: Worker, unit: Unit) -> Steps:
+    """An admission at the front desk: the patient is found by their NIR (exact identity, as
+    the policy allows a desk), then the stay is recorded, which brings them into the unit's
+    scope (and the desk's)."""
     patient = sim.world.admissible(worker.actor.rng)
     if patient.id in sim.admitted:
         return
-    if practitioner is None:
-        found = worker.call(
-            sim, "GET", "/fhir/Patient", params={"identifier": f"{NIR_SYSTEM}|{patient.nir}"}
-        )
-        if not entries(found):
-            return
-        yield worker.actor.rng.uniform(30, 120)
-    created = worker.call(
-        sim, "POST", "/fhir/Encounter", body=admission(patient, unit, practitioner)
+    found = worker.call(
+        sim, "GET", "/fhir/Patient", params={"identifier": f"{NIR_SYSTEM}|{patient.nir}"}
     )
+    if not entries(found):
+        return
+    yield worker.actor.rng.uniform(30, 120)
+    created = worker.call(sim, "POST", "/fhir/Encounter", body=admission(patient, unit, None))
     if created is not None and created.ok:
         sim.admitted[patient.id] = clock.now_micros()
         yield worker.actor.rng.uniform(20, 90)
@@ -269,7 +269,7 @@ def break_glass(sim: Sim, worker: Worker) -> Steps:
             worker.call(sim, "GET", f"/fhir/{res_type}", params={"patient": patient.id})
 
 
-def clinician(sim: Sim, worker: Worker, unit: Unit, days: int, admits: bool) -> Steps:
+def clinician(sim: Sim, worker: Worker, unit: Unit, days: int) -> Steps:
     rng = worker.actor.rng
     actor = worker.actor
     me = actor.creds.practitioner
@@ -279,10 +279,6 @@ def clinician(sim: Sim, worker: Worker, unit: Unit, days: int, admits: bool) -> 
         end = start + (12 if night else 10) * HOUR
         yield until(start)
         worker.days += 1
-        if admits:
-            for _ in range(poisson(rng, sim.census / LENGTH_OF_STAY_DAYS)):
-                yield from admit(sim, worker, unit, me)
-                yield rng.uniform(60, 600)
         worklist = entries(
             worker.call(
                 sim,
@@ -314,22 +310,17 @@ def clinician(sim: Sim, worker: Worker, unit: Unit, days: int, admits: bool) -> 
         actor.logout()
 
 
-def front_desk(
-    sim: Sim, worker: Worker, units: list[Unit], days: int, weekends: bool = True
-) -> Steps:
-    """`weekends`: the desk is open every day (the default run); else closed on Saturdays and
-    Sundays, when the doctors on duty admit (rota.py)."""
+def front_desk(sim: Sim, worker: Worker, units: list[Unit], days: int) -> Steps:
+    """An establishment's admissions office ("bureau des entrées"): open every day, weekends
+    included, and at night through the emergency department's desk, so every admission of its
+    units is the desk's (a day session from 8:00; the evening's and night's arrivals from
+    21:00). The day session also finds the day's appointments by exact identity."""
     rng = worker.actor.rng
+    daily = sim.census / LENGTH_OF_STAY_DAYS
     for day in range(days):
-        if not weekends and sim.weekend(day):
-            continue
         yield until(sim.at(day, 8.0 + rng.uniform(0, 0.5)))
         worker.days += 1
-        jobs = [u for u in units for _ in range(poisson(rng, sim.census / LENGTH_OF_STAY_DAYS))]
-        rng.shuffle(jobs)
-        for unit in jobs:
-            yield from admit(sim, worker, unit, None)
-            yield rng.uniform(5, 25) * 60
+        yield from _admissions(sim, worker, units, daily * (1 - NIGHT_ADMISSIONS))
         for _ in range(rng.randrange(3, 9)):  # appointments: exact identity at the desk
             person = sim.world.admissible(rng)
             yield rng.uniform(2, 15) * 60
@@ -340,6 +331,19 @@ def front_desk(
                 params={"family:exact": person.family, "birthdate": person.birth_date},
             )
         worker.actor.logout()
+        yield until(sim.at(day, 21.0 + rng.uniform(0, 0.5)))
+        yield from _admissions(sim, worker, units, daily * NIGHT_ADMISSIONS)
+        worker.actor.logout()
+
+
+def _admissions(sim: Sim, worker: Worker, units: list[Unit], mean: float) -> Steps:
+    """Admissions for `units`, `mean` a unit, in the order the patients arrive."""
+    rng = worker.actor.rng
+    jobs = [u for u in units for _ in range(poisson(rng, mean))]
+    rng.shuffle(jobs)
+    for unit in jobs:
+        yield from admit(sim, worker, unit)
+        yield rng.uniform(5, 25) * 60
 
 
 def patient_at_home(sim: Sim, worker: Worker, days: int) -> Steps:

@@ -9,8 +9,10 @@ and the units of an establishment are paired for cover:
 - weekdays: every doctor of the unit on a day shift (7:30-17:30), each seeing their share of
   the unit's worklist, unless on leave (LEAVE_SHARE of weekdays) or resting after a night;
 - nights (20:00-08:00): one doctor on call for both units of the pair, in turn;
-- weekends: one doctor per pair covers both units by day (two worklists), in turn; the front
-  desk is closed, so the doctors on duty admit;
+- weekends: one doctor per pair covers both units by day (two worklists), in turn;
+- admissions: always the establishment's front desk (the admissions office is open every day
+  and night, `normal.front_desk`), never a doctor: the policy lets only a front desk bring a
+  patient into a unit's scope by admitting them;
 - stays last a planned length (mean `normal.LENGTH_OF_STAY_DAYS`), discharges come first on
   the rounds (half of those due wait at weekends); now and then a patient is transferred to
   the other unit of the pair, whose doctors see them next; treating physicians look up their
@@ -57,7 +59,6 @@ class Shift:
     units: tuple[Unit, ...]  # worklists this shift works
     # Per unit: (my index, doctors of the unit on this shift), my part of its worklist.
     shares: tuple[tuple[int, int], ...]
-    admits: tuple[Unit, ...]  # units this doctor admits for on this shift
 
     @property
     def end(self) -> int:
@@ -131,11 +132,8 @@ def provision(
     ]
 
 
-def plan(
-    sim: Sim, doctors: list[Credentials], days: int, seed: int, desk: set[str]
-) -> dict[str, list[Shift]]:
-    """Every doctor's shifts, by username: the rota for `days` days (`desk`: units whose
-    admissions the front desk makes on weekdays)."""
+def plan(sim: Sim, doctors: list[Credentials], days: int, seed: int) -> dict[str, list[Shift]]:
+    """Every doctor's shifts, by username: the rota for `days` days."""
     rng = random.Random(f"{seed}/rota")  # noqa: S311 - traffic, not secrets
     home: dict[str, list[Credentials]] = {}
     for c in doctors:
@@ -154,29 +152,27 @@ def plan(
                 on = awake[turn % len(awake)]
                 start = sim.at(day, 8.0 + rng.uniform(0, 0.7))
                 whole = tuple((0, 1) for _ in pair)
-                shifts[on.username].append(Shift(start, False, pair, whole, pair))
+                shifts[on.username].append(Shift(start, False, pair, whole))
             else:
-                for who, (units, shares, admits) in _weekday(pair, home, rested, desk, rng):
+                for who, (units, shares) in _weekday(pair, home, rested, rng):
                     start = sim.at(day, 7.5 + rng.uniform(0, 0.7))
-                    shift = Shift(start, False, tuple(units), tuple(shares), tuple(admits))
-                    shifts[who].append(shift)
+                    shifts[who].append(Shift(start, False, tuple(units), tuple(shares)))
             night = crew[(turn * 7 + 3) % len(crew)]
             start = sim.at(day, 20.0 + rng.uniform(0, 0.5))
             whole = tuple((0, 1) for _ in pair)
-            shifts[night.username].append(Shift(start, True, pair, whole, ()))
+            shifts[night.username].append(Shift(start, True, pair, whole))
             tonight.add(night.username)
         rested = tonight
     return shifts
 
 
-Duty = tuple[list[Unit], list[tuple[int, int]], list[Unit]]  # units, shares, admissions
+Duty = tuple[list[Unit], list[tuple[int, int]]]  # units, shares
 
 
 def _weekday(
     pair: tuple[Unit, ...],
     home: dict[str, list[Credentials]],
     rested: set[str],
-    desk: set[str],
     rng: random.Random,
 ) -> list[tuple[str, Duty]]:
     """A weekday's day shifts for a pair: each unit's doctors present share its worklist; a
@@ -190,16 +186,13 @@ def _weekday(
         if not present:
             uncovered.append(unit)
         for i, c in enumerate(present):
-            admits = [unit] if i == 0 and unit.org not in desk else []
-            duty[c.username] = ([unit], [(i, len(present))], admits)
+            duty[c.username] = ([unit], [(i, len(present))])
     for unit in uncovered:
         crew = [c for u in pair for c in home.get(u.org, [])]
         helper = next(iter(duty), None) or crew[0].username
-        units, shares, admits = duty.setdefault(helper, ([], [], []))
+        units, shares = duty.setdefault(helper, ([], []))
         units.append(unit)
         shares.append((0, 1))
-        if unit.org not in desk:
-            admits.append(unit)
     return list(duty.items())
 
 
@@ -215,11 +208,6 @@ def _shift(sim: Sim, worker: normal.Worker, shift: Shift) -> Steps:
     rng = worker.actor.rng
     me = worker.actor.creds.practitioner
     weekend = sim.weekend(int((shift.start - sim.day0) // DAY))
-    for unit in shift.admits:
-        for _ in range(normal.poisson(rng, sim.census / normal.LENGTH_OF_STAY_DAYS)):
-            yield from normal.admit(sim, worker, unit, me)
-            plan_stay(sim, rng)
-            yield rng.uniform(60, 600)
     quota = NIGHT_PATIENTS if shift.night else COVER_PATIENTS if weekend else DAY_PATIENTS
     rounds: list[tuple[Unit, dict[str, Any]]] = []
     for unit, (mine, of) in zip(shift.units, shift.shares, strict=True):
@@ -232,9 +220,9 @@ def _shift(sim: Sim, worker: normal.Worker, shift: Shift) -> Steps:
             )
         )
         # Beds are shared out by a key of each stay, not by position in the list: colleagues
-        # fetch the list at different times (one admits first), and positions would overlap,
-        # so one would open a patient the other had just discharged: a refusal that is the
-        # traffic's fault, not the doctor's (docs/benchmarks.md, "Normal traffic at scale").
+        # fetch the list at different times (the desk admits in between), and positions would
+        # overlap, so one would open a patient the other had just discharged: a refusal that is
+        # the traffic's fault, not the doctor's (docs/benchmarks.md, "Normal traffic at scale").
         part = [e for e in worklist if zlib.crc32(str(e.get("id")).encode()) % of == mine]
         rng.shuffle(part)
         part.sort(key=lambda e: not _due(sim, e, rng))  # discharges first on the round
@@ -268,14 +256,14 @@ def _shift(sim: Sim, worker: normal.Worker, shift: Shift) -> Steps:
         yield from normal.break_glass(sim, worker)
 
 
-def plan_stay(sim: Sim, rng: random.Random, patient: str | None = None) -> None:
-    """When the patient just admitted (or `patient`) may leave: half a day at least. A patient
-    leaves on the first day round after that (about 0.8 day later on average, weekends
-    included), so the stays last `normal.LENGTH_OF_STAY_DAYS` on average and each unit's
-    census stays near `Sim.census` (measured: 28-33 a unit at a census of 30)."""
-    for who in [patient] if patient else [p for p in sim.admitted if p not in sim.leaving]:
-        days = 0.5 + rng.expovariate(1 / (normal.LENGTH_OF_STAY_DAYS - ROUND_DELAY_DAYS - 0.5))
-        sim.leaving[who] = sim.admitted.get(who, clock.now_micros()) + int(days * DAY)
+def plan_stay(sim: Sim, rng: random.Random, patient: str) -> None:
+    """When `patient` (first seen on a round; the desk admitted them) may leave: half a day at
+    least after their admission. A patient leaves on the first day round after that (about 0.8
+    day later on average, weekends included), so the stays last `normal.LENGTH_OF_STAY_DAYS` on
+    average and each unit's census stays near `Sim.census` (measured: 28-33 a unit at a census
+    of 30)."""
+    days = 0.5 + rng.expovariate(1 / (normal.LENGTH_OF_STAY_DAYS - ROUND_DELAY_DAYS - 0.5))
+    sim.leaving[patient] = sim.admitted.get(patient, clock.now_micros()) + int(days * DAY)
 
 
 def _due(sim: Sim, encounter: dict[str, Any], rng: random.Random) -> bool:

@@ -8,17 +8,29 @@ the slow-and-low attacker works office hours from the first day for at least thr
 Long runs that measure false alarms (`--normal-only`, usually with `--clinicians N`) play no
 attacker: every seeded account works normally, and with `--clinicians` the units are staffed
 by a rota of several doctors each (rota.py) instead of one doctor at work every day.
+
+Admissions are the front desks' only (the policy refuses a clinician's: `access/scope.py`),
+every day and night (`normal.front_desk`). The seed gives a front desk account to some
+establishments only, and an attack run casts one of them as an attacker: for every
+establishment left without a normal front desk, the runner provisions one first, as an
+operator would (`provision_desks`: a secretary account, a member of the establishment, its
+secrets to its holder), the way rota.py provisions the rota's doctors.
 """
 
 from __future__ import annotations
 
 import random
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pyotp
+
 from rempart import clock
+from rempart.access import membership
+from rempart.access.roles import Role
 from rempart.simulate import attacks_admin as admin
 from rempart.simulate import attacks_staff as staff
 from rempart.simulate import normal, rota
@@ -81,6 +93,7 @@ def simulate(
         )
         try:
             workers, playbooks, kinds = _cast(sim, attacks)
+            workers += provision_desks(sim, live, workers)
             normal.fill_wards(sim, live.services.store, _attendings(world))
             shifts: dict[str, list[rota.Shift]] | None = None
             if clinicians is not None:
@@ -201,8 +214,7 @@ def _staff(
     )
     others = [w for w in workers if w.actor.creds.role != "clinician"]
     staff = [normal.Worker(sim.actor(c.username, c, _lan(i))) for i, c in enumerate(doctors)]
-    desk = {u.org for w in others for u in _desk_units(sim.world, w.actor.creds)}
-    return staff + others, rota.plan(sim, doctors, days, sim.seed, desk)
+    return staff + others, rota.plan(sim, doctors, days, sim.seed)
 
 
 def _lan(i: int) -> str:
@@ -216,6 +228,41 @@ def _desk_units(world: World, creds: Credentials) -> list[Unit]:
         return []
     site = world.establishments.index(creds.units[0])
     return [u for u in world.units if u.establishment == site]
+
+
+def provision_desks(
+    sim: Sim, live: LiveHospital, workers: list[normal.Worker]
+) -> list[normal.Worker]:
+    """A front desk account for each establishment no normal worker's desk serves (created
+    with its secrets, a member of the establishment, as the operator's provisioning step), so
+    that every unit's admissions are a desk's and no doctor ever admits."""
+    world = sim.world
+    served = {u.establishment for w in workers for u in _desk_units(world, w.actor.creds)}
+    created: list[normal.Worker] = []
+    for site, org in enumerate(world.establishments):
+        if site in served or not any(u.establishment == site for u in world.units):
+            continue
+        creds = Credentials(
+            username=f"bureau.entrees.{site}",
+            password=secrets.token_urlsafe(24),
+            totp_secret=pyotp.random_base32(),
+            role="secretary",
+            practitioner=None,
+            patient=None,
+            units=(org,),
+        )
+        account_id = live.services.identity.create_account(
+            username=creds.username,
+            password=creds.password,
+            role=Role.SECRETARY,
+            totp_secret=creds.totp_secret,
+            display_name=f"Bureau des entrées {site}",
+        )
+        with live.services.engine.begin() as conn:
+            membership.add(conn, account_id, org, None)
+        actor = sim.actor(creds.username, creds, f"127.0.11.{100 + site}")
+        created.append(normal.Worker(actor))
+    return created
 
 
 def _cast(sim: Sim, attacks: bool) -> tuple[list[normal.Worker], list[Playbook], dict[str, str]]:
@@ -287,7 +334,6 @@ def _schedule(
     shifts: dict[str, list[rota.Shift]] | None = None,
 ) -> list[tuple[int, Steps]]:
     world: World = sim.world
-    desks = {u.org for w in workers for u in _desk_units(world, w.actor.creds)}
     plan: list[tuple[int, Steps]] = []
     for w in workers:
         role = w.actor.creds.role
@@ -297,11 +343,10 @@ def _schedule(
             unit = world.unit_of(w.actor.creds)
             if unit is None:
                 continue
-            admits = unit.org not in desks
-            plan.append((sim.day0, normal.clinician(sim, w, unit, days, admits)))
+            plan.append((sim.day0, normal.clinician(sim, w, unit, days)))
         elif role == "secretary":
             units = _desk_units(world, w.actor.creds)
-            plan.append((sim.day0, normal.front_desk(sim, w, units, days, shifts is None)))
+            plan.append((sim.day0, normal.front_desk(sim, w, units, days)))
         else:
             plan.append((sim.day0, normal.patient_at_home(sim, w, days)))
     if not playbooks:

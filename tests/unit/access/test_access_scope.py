@@ -7,16 +7,29 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from rempart.access import membership
 from rempart.access.pdp import Principal, decide
 from rempart.access.roles import Role
 from rempart.access.settings import PolicySettings
+from rempart.access.tables import break_glass
+from rempart.context import RequestContext
 from rempart.errors import Forbidden
 from rempart.fhir import parse_search
 from rempart.store.search import search
 from rempart.wiring import Services
-from tests.unit.access.support import SYSTEM, encounter, patient, practitioner, unit, write
+from tests.unit.access.support import (
+    SYSTEM,
+    encounter,
+    new_staff,
+    patient,
+    practitioner,
+    unit,
+    write,
+)
+
+CTX = RequestContext("10.0.0.1", "test")
 
 
 def day(offset: int) -> str:
@@ -161,3 +174,63 @@ def test_patients_administrators_and_integration_clients(services: Services) -> 
     written = services.store.create(decide(feed), result)  # a result feed writes, blind
     with pytest.raises(Forbidden):
         services.store.read(decide(feed), "Observation", written.res_id)
+
+
+def _admission(pid: str, ward: str, attender: str | None = None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "resourceType": "Encounter",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "serviceProvider": {"reference": ward},
+    }
+    if attender:
+        body["participant"] = [{"individual": {"reference": attender}}]
+    return body
+
+
+def test_a_clinician_admits_no_one_outside_their_relationships(services: Services) -> None:
+    """Only a front desk's admission brings a patient in (test_access_front_desk.py): a
+    clinician "admitting" someone into its own unit is refused, existing patient or not, and
+    the patient stays out of its reach; one it already cares for, one it has broken the glass
+    for and one it registers may be admitted anywhere."""
+    me = practitioner(services)
+    ward, elsewhere = unit(services), unit(services)
+    who = clinician(me, ward, services=services)
+    stranger = patient(services)
+    encounter(services, stranger, attender=practitioner(services))
+    refusals = []
+    for pid in (stranger, str(uuid.uuid4())):
+        body = _admission(pid, ward, attender=me)
+        with services.engine.begin() as conn, pytest.raises(Forbidden) as before_references:
+            services.store.check_write(conn, decide(who), body, client_id=False)
+        with pytest.raises(Forbidden) as on_create:
+            services.store.create(decide(who), body)
+        refusals.append((before_references.value.message, on_create.value.message))
+    assert refusals[0] == refusals[1]  # the same words whether the patient exists or not
+    assert visible(services, who, [stranger]) == set()
+    with pytest.raises(Forbidden):
+        services.store.read(decide(who), "Patient", stranger)
+
+    # Attending the patient already (the emergency doctor): the new stay may be anywhere.
+    attending = patient(services)
+    encounter(services, attending, attender=me)
+    services.store.create(decide(who), _admission(attending, elsewhere, attender=me))
+
+    # A live break-the-glass grant: the admission is written, and the stay then counts for the
+    # unit after the grant is gone.
+    emergency = patient(services)
+    doctor = new_staff(services, Role.CLINICIAN, practitioner=me, units=(ward,))
+    grant_id, _ = services.access.break_glass.grant(
+        doctor.principal(), CTX, f"Patient/{emergency}", "patient inconscient admis cette nuit"
+    )
+    services.store.create(decide(doctor.principal()), _admission(emergency, ward))
+    with services.engine.begin() as conn:
+        conn.execute(update(break_glass).where(break_glass.c.id == grant_id).values(expires=1))
+    decision = decide(doctor.principal())
+    assert services.store.read(decision, "Patient", emergency).res_id == emergency
+    assert decision.explain(emergency).endswith("currently stays in a unit of this account")
+
+    # A patient the clinician registers is theirs to admit.
+    created = services.store.create(decide(who), {"resourceType": "Patient", "gender": "male"})
+    services.store.create(decide(who), _admission(created.res_id, ward, attender=me))
