@@ -56,6 +56,16 @@ def test_a_search_records_one_event_per_patient_returned(hospital: Hospital, sta
     events = [e for e in events_since(services, start) if e.action == "search"]
     assert sorted(e.patient for e in events) == sorted(patients)
     assert len({e.request_id for e in events}) == 1
+    # Each patient's record says which relationship let that patient through, as a read of
+    # the same patient does ("care relationship: ...", not the search's general reason).
+    searched = {e.patient: services.audit.sealer.open(e.seq, e.sealed)["reason"] for e in events}
+    for patient, reason in searched.items():
+        mark = next_seq(services)
+        read = hospital.client.get(f"/fhir/Patient/{patient}", headers=staff.headers["clinician"])
+        assert read.status_code == 200
+        [event] = [e for e in events_since(services, mark) if e.action == "read"]
+        assert reason == services.audit.sealer.open(event.seq, event.sealed)["reason"]
+        assert reason.startswith("care relationship: "), reason
 
 
 def test_a_denial_is_recorded(hospital: Hospital, staff: Staff) -> None:

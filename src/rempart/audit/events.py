@@ -9,7 +9,7 @@ response carries, before the service returns the data.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -144,11 +144,16 @@ class Trail:
         )
 
     def query(
-        self, res_type: str, found: Iterable[tuple[str, str | None]], *, reason: str | None
+        self,
+        res_type: str,
+        found: Iterable[tuple[str, str | None]],
+        *,
+        reason: str | None,
+        explain: Callable[[str], str] | None = None,
     ) -> None:
         """A search: one record per patient in the page (IHE BALP patient-specific query), each
-        naming the ids it returned for that patient; one record for the query itself when the
-        page holds no patient's data."""
+        naming the ids it returned for that patient and, with `explain`, why that patient was
+        let through; one record for the query itself when the page holds no patient's data."""
         per_patient: dict[str | None, list[str]] = {}
         for res_id, patient in found:
             per_patient.setdefault(patient, []).append(res_id)
@@ -158,7 +163,7 @@ class Trail:
                 resource_type=res_type,
                 resource_id=ids[0] if len(ids) == 1 else None,
                 patient=patient,
-                reason=reason,
+                reason=reason if explain is None else explain(patient),
                 detail=_join(self.detail, ids),
             )
             for patient, ids in per_patient.items()

@@ -91,7 +91,8 @@ class RecordService:
             docs = [m.json() for m in matches]
             # One record per patient in the page, durable before the Bundle is built.
             found = [(m.res_id, patient_of(m, d)) for m, d in zip(matches, docs, strict=True)]
-            trail.query(res_type, found, reason=decision.reason)
+            # Each patient's record names the relationship that let that patient through.
+            trail.query(res_type, found, reason=decision.reason, explain=decision.explain)
         return searchset_bundle(base_url, res_type, docs, total, query)
 
     def create(self, who: Principal, ctx: RequestContext, res_type: str, body: object) -> Stored:

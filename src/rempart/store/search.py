@@ -7,6 +7,7 @@ index only approximates by year buckets) run on decrypted candidates, bounded in
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,8 @@ from rempart.store.codec import open_resource
 from rempart.store.repository import ResourceStore, Stored, owner_of
 from rempart.store.shred import not_erased
 from rempart.store.tables import resource, resource_version, search_index
+
+log = logging.getLogger("rempart.store")
 
 # A post-filtered search decrypts its candidates; past this many it must be narrowed instead of
 # letting one request decrypt a hospital.
@@ -51,7 +54,7 @@ def search(
     res_type = query.resource_type
     if res_type not in decision.read_types:
         raise Forbidden(f"searching {res_type} is not permitted")
-    conds = _conditions(store, decision, query)
+    conds, restricted = _conditions(store, decision, query)
     order = _order(decision)
     joined = resource.join(
         resource_version,
@@ -78,6 +81,8 @@ def search(
             .limit(query.count)
             .offset(query.offset)
         ).all()
+        if restricted:
+            _explain(decision, conn, res_type, [r.compartment for r in page])
         return _open_rows(store, conn, decision, res_type, page), int(total)
     candidates = conn.execute(
         select(*cols)
@@ -93,7 +98,25 @@ def search(
         )
     opened = _open_rows(store, conn, decision, res_type, candidates)
     matched = [s for s in opened if _passes(query, s.json())]
-    return matched[query.offset : query.offset + query.count], len(matched)
+    page_of = matched[query.offset : query.offset + query.count]
+    if restricted:
+        owner = {r.res_id: r.compartment for r in candidates}
+        _explain(decision, conn, res_type, [owner[s.res_id] for s in page_of])
+    return page_of, len(matched)
+
+
+def _explain(
+    decision: Decision, conn: Connection, res_type: str, compartments: Sequence[str | None]
+) -> None:
+    """Each patient of the page checked again on its own, as a read is: the decision then holds
+    the care relationship that lets each one through (`Decision.explain(patient)`, which the
+    audit record of that patient names), and a row that the scope's SQL let through but the
+    per-patient check does not fails the search closed. Only for a search the scope restricts
+    (not a front desk's exact identity lookup, not the directory)."""
+    for compartment in dict.fromkeys(c for c in compartments if c is not None):
+        if not decision.may_read(res_type, compartment, conn=conn):
+            log.critical("a %s search returned a patient its decision does not cover", res_type)
+            raise Forbidden(f"searching {res_type} is not permitted")
 
 
 def matching_compartments(
@@ -109,7 +132,7 @@ def matching_compartments(
         raise Forbidden(f"searching {query.resource_type} is not permitted")
     if query.post_filters:
         raise InvalidSearch("a cohort cannot be selected by date ranges or long names yet")
-    conds = _conditions(store, decision, query)
+    conds, _ = _conditions(store, decision, query)
     with store.engine.connect() as conn:
         rows = conn.execute(
             select(resource.c.compartment)
@@ -135,7 +158,8 @@ def _passes(query: SearchQuery, body: dict[str, Any]) -> bool:
 
 def _conditions(
     store: ResourceStore, decision: Decision, query: SearchQuery
-) -> list[ColumnElement[bool]]:
+) -> tuple[list[ColumnElement[bool]], bool]:
+    """The WHERE clauses, and whether the policy's patient scope is one of them."""
     res_type = query.resource_type
     # Erased patients' rows stay (the audit trail refers to them) but are never candidates.
     conds: list[ColumnElement[bool]] = [
@@ -157,7 +181,8 @@ def _conditions(
         # follows the caller's scope, not the size of the hospital. (Patient-data resources
         # outside any compartment are for unrestricted decisions only, as on reads.)
         conds.append(scope)
-    return conds
+        return conds, True
+    return conds, False
 
 
 def _matching(res_type: str, digests: list[bytes]) -> Select[tuple[str]]:
