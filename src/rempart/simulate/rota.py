@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import secrets
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import pyotp
 from sqlalchemy import Engine
 
 from rempart import clock
@@ -95,14 +93,11 @@ def provision(
         for unit, queue in zip(world.units, spare, strict=True):
             if queue and len(doctors) < total:
                 practitioner, given, family = queue.pop(0)
-                creds = Credentials(
-                    username=f"dr.{ascii_slug(given)[:1]}.{ascii_slug(family)}.{len(doctors)}",
-                    password=secrets.token_urlsafe(24),
-                    totp_secret=pyotp.random_base32(),
-                    role="clinician",
-                    practitioner=practitioner,
-                    patient=None,
-                    units=(unit.org,),
+                creds = Credentials.fresh(
+                    f"dr.{ascii_slug(given)[:1]}.{ascii_slug(family)}.{len(doctors)}",
+                    "clinician",
+                    unit.org,
+                    practitioner,
                 )
                 doctors.append(creds)
                 created.append(creds)

@@ -20,13 +20,10 @@ secrets to its holder), the way rota.py provisions the rota's doctors.
 from __future__ import annotations
 
 import random
-import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import pyotp
 
 from rempart import clock
 from rempart.access import membership
@@ -242,15 +239,7 @@ def provision_desks(
     for site, org in enumerate(world.establishments):
         if site in served or not any(u.establishment == site for u in world.units):
             continue
-        creds = Credentials(
-            username=f"bureau.entrees.{site}",
-            password=secrets.token_urlsafe(24),
-            totp_secret=pyotp.random_base32(),
-            role="secretary",
-            practitioner=None,
-            patient=None,
-            units=(org,),
-        )
+        creds = Credentials.fresh(f"bureau.entrees.{site}", "secretary", org)
         account_id = live.services.identity.create_account(
             username=creds.username,
             password=creds.password,

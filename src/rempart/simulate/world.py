@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import random
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pyotp
 
 from rempart.seed import generate
 
@@ -28,6 +31,21 @@ class Credentials:
     practitioner: str | None
     patient: str | None
     units: tuple[str, ...] = ()
+
+    @classmethod
+    def fresh(
+        cls, username: str, role: str, unit: str, practitioner: str | None = None
+    ) -> Credentials:
+        """An account the operator provisions for the run, with new secrets."""
+        return cls(
+            username=username,
+            password=secrets.token_urlsafe(24),
+            totp_secret=pyotp.random_base32(),
+            role=role,
+            practitioner=practitioner,
+            patient=None,
+            units=(unit,),
+        )
 
 
 @dataclass(frozen=True)
