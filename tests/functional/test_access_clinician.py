@@ -17,6 +17,7 @@ from rempart.wiring import Services
 from tests.functional.conftest import Hospital
 from tests.unit.access.support import (
     Staff,
+    admission,
     condition,
     encounter,
     login,
@@ -194,19 +195,6 @@ def test_break_the_glass_works_expires_and_is_capped(hospital: Hospital, ward: W
     assert "step-up" in old.json()["issue"][0]["diagnostics"]
 
 
-def _admission(pid: str, ward: str, attender: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": f"Patient/{pid}"},
-        "serviceProvider": {"reference": ward},
-    }
-    if attender:
-        body["participant"] = [{"individual": {"reference": attender}}]
-    return body
-
-
 def test_a_clinician_cannot_admit_a_patient_into_their_own_scope(
     hospital: Hospital, ward: Ward
 ) -> None:
@@ -222,7 +210,7 @@ def test_a_clinician_cannot_admit_a_patient_into_their_own_scope(
     missing = str(uuid.uuid4())
     refusals = {
         _refusal(
-            client.post("/fhir/Encounter", json=_admission(pid, room, me), headers=headers), pid
+            client.post("/fhir/Encounter", json=admission(pid, room, me), headers=headers), pid
         )
         for pid in (stranger, missing)
     }
@@ -238,7 +226,7 @@ def test_a_clinician_cannot_admit_a_patient_into_their_own_scope(
     attending = patient(services)
     encounter(services, attending, attender=me)
     moved = client.post(
-        "/fhir/Encounter", json=_admission(attending, elsewhere, me), headers=headers
+        "/fhir/Encounter", json=admission(attending, elsewhere, me), headers=headers
     )
     assert moved.status_code == 201, moved.text
 
@@ -250,7 +238,7 @@ def test_a_clinician_cannot_admit_a_patient_into_their_own_scope(
         headers=headers,
     )  # fmt: skip
     assert granted.status_code == 201, granted.text
-    admitted = client.post("/fhir/Encounter", json=_admission(emergency, room), headers=headers)
+    admitted = client.post("/fhir/Encounter", json=admission(emergency, room), headers=headers)
     assert admitted.status_code == 201, admitted.text
     with services.engine.begin() as conn:
         conn.execute(

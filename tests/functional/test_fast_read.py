@@ -26,6 +26,17 @@ def router_only(hospital: Hospital) -> TestClient:
     return TestClient(app, base_url="http://127.0.0.1")
 
 
+def _registered(hospital: Hospital, doctor: dict[str, str], family: str) -> str:
+    """A patient the clinician creates (and so may read): its id."""
+    made = hospital.client.post(
+        "/fhir/Patient",
+        json={"resourceType": "Patient", "name": [{"family": family, "given": ["Lina"]}]},
+        headers={**doctor, "Content-Type": "application/fhir+json"},
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 def _seen(response: httpx.Response) -> tuple[int, str, tuple[tuple[str, str], ...]]:
     headers = tuple(sorted((k, v) for k, v in response.headers.items() if k != "date"))
     return response.status_code, response.text, headers
@@ -36,14 +47,7 @@ def test_same_answers_as_the_router(
 ) -> None:
     doctor = hospital.headers("clinician")
     admin = hospital.headers("admin")
-    # A patient the clinician creates is theirs to read.
-    made = hospital.client.post(
-        "/fhir/Patient",
-        json={"resourceType": "Patient", "name": [{"family": "Portefast", "given": ["Lina"]}]},
-        headers={**doctor, "Content-Type": "application/fhir+json"},
-    )
-    assert made.status_code == 201, made.text
-    mine = made.json()["id"]
+    mine = _registered(hospital, doctor, "Portefast")  # theirs to read
     cases: list[tuple[str, dict[str, str]]] = [
         (f"/fhir/Patient/{mine}", doctor),  # 200 with ETag and Last-Modified
         (f"/fhir/Patient/{mine}?_format=json", doctor),
@@ -105,13 +109,9 @@ def test_a_read_runs_on_the_event_loop_on_sqlite_only(
 
     monkeypatch.setattr(fhir_routes, "_read", watched)
     doctor = hospital.headers("clinician")
-    made = hospital.client.post(
-        "/fhir/Patient",
-        json={"resourceType": "Patient", "name": [{"family": "Boucle", "given": ["Ana"]}]},
-        headers={**doctor, "Content-Type": "application/fhir+json"},
+    read = hospital.client.get(
+        f"/fhir/Patient/{_registered(hospital, doctor, 'Boucle')}", headers=doctor
     )
-    assert made.status_code == 201, made.text
-    read = hospital.client.get(f"/fhir/Patient/{made.json()['id']}", headers=doctor)
     assert read.status_code == 200
     refused = hospital.client.get("/fhir/Patient/does-not-exist", headers=doctor)
     assert refused.status_code == 403  # a refusal takes the same path, audited the same way

@@ -16,7 +16,6 @@ Every refusal a normal user meets is classified: a fresh-factor demand they pass
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +24,9 @@ from rempart import clock
 from rempart.ingest.files import Item
 from rempart.ingest.importer import import_items
 from rempart.simulate.actor import Actor, Reply
+from rempart.simulate.bodies import admission, progress_note, vital_sign
 from rempart.simulate.engine import DAY, HOUR, MINUTE, Sim, Steps, iso, until
-from rempart.simulate.world import NIR_SYSTEM, SeededPatient, Unit
+from rempart.simulate.world import NIR_SYSTEM, Unit
 from rempart.store.repository import ResourceStore
 
 LENGTH_OF_STAY_DAYS = 4.0  # French acute care averages 5.5 days; short stays pull it down
@@ -98,73 +98,6 @@ def entries(reply: Reply | None) -> list[dict[str, Any]]:
     if reply is None or not reply.ok or not isinstance(reply.doc, dict):
         return []
     return [e["resource"] for e in reply.doc.get("entry", []) if "resource" in e]
-
-
-def admission(patient: SeededPatient, unit: Unit, practitioner: str | None) -> dict[str, Any]:
-    now = iso(clock.now_micros())
-    body: dict[str, Any] = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {
-            "system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
-            "code": "IMP",
-            "display": "inpatient encounter",
-        },
-        "subject": {"reference": f"Patient/{patient.id}"},
-        "period": {"start": now},
-        "location": [{"location": {"reference": unit.location}, "status": "active"}],
-        "serviceProvider": {"reference": unit.org},
-    }
-    if practitioner:
-        body["participant"] = [{"individual": {"reference": practitioner}}]
-    return body
-
-
-def vital_sign(patient: str, encounter: str, value: int) -> dict[str, Any]:
-    return {
-        "resourceType": "Observation",
-        "status": "final",
-        "category": [
-            {
-                "coding": [
-                    {
-                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-                        "code": "vital-signs",
-                    }
-                ]
-            }
-        ],
-        "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "encounter": {"reference": f"Encounter/{encounter}"},
-        "effectiveDateTime": iso(clock.now_micros()),
-        "valueQuantity": {
-            "value": value,
-            "unit": "/min",
-            "system": "http://unitsofmeasure.org",
-            "code": "/min",
-        },
-    }
-
-
-def progress_note(patient: str, encounter: str, author: str, text: str) -> dict[str, Any]:
-    return {
-        "resourceType": "DocumentReference",
-        "status": "current",
-        "type": {"coding": [{"system": "http://loinc.org", "code": "11506-3"}]},
-        "subject": {"reference": f"Patient/{patient}"},
-        "date": iso(clock.now_micros()),
-        "author": [{"reference": author}],
-        "content": [
-            {
-                "attachment": {
-                    "contentType": "text/plain; charset=utf-8",
-                    "data": base64.b64encode(text.encode()).decode(),
-                }
-            }
-        ],
-        "context": {"encounter": [{"reference": f"Encounter/{encounter}"}]},
-    }
 
 
 def admit(sim: Sim, worker: Worker, unit: Unit) -> Steps:

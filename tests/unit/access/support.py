@@ -169,3 +169,17 @@ def condition(services: Services, patient_id: str, code: str, note: str | None =
 def services_of(client: TestClient) -> Services:
     found: Services = client.app.state.services  # type: ignore[attr-defined]
     return found
+
+
+def admission(pid: str, ward: str, attender: str | None = None) -> dict[str, object]:
+    """An in-progress stay of `pid` in `ward` (an Organization reference), as an admission."""
+    body: dict[str, object] = {
+        "resourceType": "Encounter",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
+        "subject": {"reference": f"Patient/{pid}"},
+        "serviceProvider": {"reference": ward},
+    }
+    if attender:
+        body["participant"] = [{"individual": {"reference": attender}}]
+    return body

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from rempart.access import membership
 from rempart.access.pdp import Principal, decide
 from rempart.access.roles import Role
+from rempart.access.scope import Relationships
 from rempart.access.settings import PolicySettings
 from rempart.access.tables import break_glass
 from rempart.context import RequestContext
@@ -21,6 +22,7 @@ from rempart.store.search import search
 from rempart.wiring import Services
 from tests.unit.access.support import (
     SYSTEM,
+    admission,
     encounter,
     new_staff,
     patient,
@@ -176,19 +178,6 @@ def test_patients_administrators_and_integration_clients(services: Services) -> 
         services.store.read(decide(feed), "Observation", written.res_id)
 
 
-def _admission(pid: str, ward: str, attender: str | None = None) -> dict[str, object]:
-    body: dict[str, object] = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": f"Patient/{pid}"},
-        "serviceProvider": {"reference": ward},
-    }
-    if attender:
-        body["participant"] = [{"individual": {"reference": attender}}]
-    return body
-
-
 def test_a_clinician_admits_no_one_outside_their_relationships(services: Services) -> None:
     """Only a front desk's admission brings a patient in (test_access_front_desk.py): a
     clinician "admitting" someone into its own unit is refused, existing patient or not, and
@@ -201,7 +190,7 @@ def test_a_clinician_admits_no_one_outside_their_relationships(services: Service
     encounter(services, stranger, attender=practitioner(services))
     refusals = []
     for pid in (stranger, str(uuid.uuid4())):
-        body = _admission(pid, ward, attender=me)
+        body = admission(pid, ward, attender=me)
         with services.engine.begin() as conn, pytest.raises(Forbidden) as before_references:
             services.store.check_write(conn, decide(who), body, client_id=False)
         with pytest.raises(Forbidden) as on_create:
@@ -215,7 +204,7 @@ def test_a_clinician_admits_no_one_outside_their_relationships(services: Service
     # Attending the patient already (the emergency doctor): the new stay may be anywhere.
     attending = patient(services)
     encounter(services, attending, attender=me)
-    services.store.create(decide(who), _admission(attending, elsewhere, attender=me))
+    services.store.create(decide(who), admission(attending, elsewhere, attender=me))
 
     # A live break-the-glass grant: the admission is written, and the stay then counts for the
     # unit after the grant is gone.
@@ -224,7 +213,7 @@ def test_a_clinician_admits_no_one_outside_their_relationships(services: Service
     grant_id, _ = services.access.break_glass.grant(
         doctor.principal(), CTX, f"Patient/{emergency}", "patient inconscient admis cette nuit"
     )
-    services.store.create(decide(doctor.principal()), _admission(emergency, ward))
+    services.store.create(decide(doctor.principal()), admission(emergency, ward))
     with services.engine.begin() as conn:
         conn.execute(update(break_glass).where(break_glass.c.id == grant_id).values(expires=1))
     decision = decide(doctor.principal())
@@ -233,4 +222,19 @@ def test_a_clinician_admits_no_one_outside_their_relationships(services: Service
 
     # A patient the clinician registers is theirs to admit.
     created = services.store.create(decide(who), {"resourceType": "Patient", "gender": "male"})
-    services.store.create(decide(who), _admission(created.res_id, ward, attender=me))
+    services.store.create(decide(who), admission(created.res_id, ward, attender=me))
+
+
+def test_a_search_fails_closed_when_a_row_is_not_covered_on_its_own(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each patient of a page is checked again on its own (`store/search.py`, `_explain`): if
+    that check and the scope's SQL ever disagree, the search is refused rather than served."""
+    me = practitioner(services)
+    attending = patient(services)
+    encounter(services, attending, attender=me)
+    who = clinician(me, services=services)
+    assert visible(services, who, [attending]) == {attending}
+    monkeypatch.setattr(Relationships, "covers", lambda self, conn, patient: None)
+    with pytest.raises(Forbidden):
+        search(services.store, decide(who), parse_search("Patient", [("_count", "200")]))
