@@ -24,13 +24,15 @@ def count(hospital: Hospital, res_type: str, **params: str) -> int:
 
 
 def an_rpps(hospital: Hospital) -> str:
-    practitioner = hospital.client.get(
-        "/fhir/Practitioner", params={"_count": 1}, headers=h(hospital)
+    # A seeded doctor's: other tests on this hospital create Practitioners without one.
+    page = hospital.client.get(
+        "/fhir/Practitioner", params={"_count": 100}, headers=h(hospital)
     ).json()
     ident = next(
         i
-        for i in practitioner["entry"][0]["resource"]["identifier"]
-        if i["system"] == "urn:oid:1.2.250.1.71.4.2.1"
+        for entry in page["entry"]
+        for i in entry["resource"].get("identifier", [])
+        if i["system"] == RPPS
     )
     return str(ident["value"])
 
