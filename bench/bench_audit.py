@@ -300,7 +300,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--http-connections", type=int, default=32)
     parser.add_argument("--bare", action="store_true", help="http: also without the guard")
     parser.add_argument(
-        "--commit-window-ms", type=float, help="read/http: [audit] commit_window_ms (default 2)"
+        "--commit-window-ms", type=float, help="read/http: [audit] commit_window_ms (default 8)"
     )
     parser.add_argument("--verify-records", type=int, default=1_000_000)
     parser.add_argument("--keep", type=Path, help="verify: build the log in DIR and keep it")

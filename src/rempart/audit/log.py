@@ -15,7 +15,9 @@ ticket, a coroutine awaits it). When its batch is durable the leader settles its
 hands leadership to the next parked thread, or, when the queue holds only awaited tickets, to
 a drainer thread that keeps committing until the queue is empty. At one request the leader
 commits its own record at once; at many, one fsync serves them all, and the event loop is woken
-once per batch rather than a thread per request. While a batch commits, the records queued
+once per batch rather than a thread per request. An event loop never leads (see `submit`): the
+drainer commits its records once the loop has run out of work, or a window after the last
+commit while it stays busy (`_watch`, COMMIT_WINDOW). While a batch commits, the records queued
 meanwhile have their rows and hashes built by the threads that queue them (stage.py), so that
 only the database remains on the serial path.
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from asyncio import AbstractEventLoop, _get_running_loop
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -54,10 +57,15 @@ from rempart.clock import now_micros
 log = logging.getLogger("rempart.audit")
 
 MAX_BATCH = 20_000  # records per transaction: bounds a commit's latency and memory
-# Deferred records (reads) are committed at most once per window: a commit costs one fsync and
-# ~0.3 ms of CPU, about a third of a read's, so at a steady trickle of reads (one every
-# millisecond) committing each alone would add a third to every read.
-COMMIT_WINDOW = 0.002  # seconds; `[audit] commit_window_ms` in config.toml
+# Under load, deferred records (reads) wait for company: on SQLite a commit costs the writer
+# ~1 ms of CPU (a WAL frame per page it dirties, an fsync) and every reader connection its page
+# cache (SQLite drops it when the file changed), about a read's own cost, so a commit per read
+# would double a read's. Records queued from an event loop (reads on SQLite) are committed once
+# that loop has run out of work (every request it holds is waiting for this commit), or a
+# window after the last commit; records queued from worker threads, which the log cannot see
+# coming, at most once per THREAD_WINDOW (docs/benchmarks.md).
+COMMIT_WINDOW = 0.008  # seconds; `[audit] commit_window_ms` in config.toml
+THREAD_WINDOW = 0.002
 
 __all__ = ["AuditLog", "AuditUnavailable", "Sql", "TamperingDetected"]
 
@@ -90,6 +98,11 @@ class AuditLog:
         self._timeout = wait_timeout
         self._window = commit_window
         self._last_commit = 0.0  # monotonic time the last commit started
+        self._gathering = False  # the drainer waits for more records before committing
+        self._from_loop = 0  # tickets queued from an event loop, ever (the watch compares)
+        self._watched: AbstractEventLoop | None = None  # the loop a watch is scheduled on
+        self._loop_idle = False  # the watched loop ran out of work since its last ticket
+        self._from_thread = False  # a waiting ticket was queued by a worker thread
         self._mutex = threading.Lock()
         self._queue: deque[Ticket] = deque()
         self._leading = False
@@ -130,12 +143,17 @@ class AuditLog:
 
     def submit(self, *records: AuditRecord) -> Ticket:
         """Queue the records; the caller awaits `ticket.wait()` before sending anything. On a
-        quiet log (no commit in progress, none in the last `commit_window`) the calling thread
+        quiet log (no commit in progress, none in the last THREAD_WINDOW) a worker thread
         commits at once, with no thread switch; otherwise the records join the next batch,
-        which the drainer commits, and the call returns."""
+        which the drainer commits, and the call returns. An event loop (a read on SQLite runs
+        on it) never leads: while it committed, no other request could queue a record, so
+        every batch would hold one."""
         ticket = self._enqueue(records, parked=False)
         if ticket.lead:
-            if time.monotonic() - self._last_commit >= self._window:
+            if (
+                _get_running_loop() is None
+                and time.monotonic() - self._last_commit >= THREAD_WINDOW
+            ):
                 self._lead(ticket)
             else:
                 with self._mutex:
@@ -169,6 +187,15 @@ class AuditLog:
             # leader would then be the drainer, which holds commits a window apart.
             if parked or not self._stager.stage(ticket):
                 self._queue.append(ticket)
+            loop = None if parked else _get_running_loop()
+            if loop is not None:
+                self._from_loop += 1
+                self._loop_idle = False
+                if self._watched is not loop:
+                    self._watched = loop  # (a loop closed with its watch pending is replaced)
+                    loop.call_soon(self._watch, loop, self._from_loop, 0)
+            elif not parked:
+                self._from_thread = True
             ticket.lead = not self._leading
             self._leading = True
         return ticket
@@ -274,12 +301,36 @@ class AuditLog:
                         return
                     self._drain.wait()
                 self._drain_wanted = False
-            # At most one commit per window: at a steady trickle of reads, each fsync then
-            # serves several of them instead of one (the wait is the loop's, not a thread's).
-            wait = self._last_commit + self._window - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+                # Under load, wait for company (COMMIT_WINDOW above): each commit then
+                # serves several reads (the wait is the drainer's, not a request thread's).
+                self._gathering = True
+                while not self._loop_idle and not self._closed:
+                    window = THREAD_WINDOW if self._from_thread else self._window
+                    left = self._last_commit + window - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._drain.wait(left)
+                self._gathering = False
+                self._from_thread = False
             self._lead(None)
+
+    def _watch(self, loop: AbstractEventLoop, seen: int, quiet: int) -> None:
+        """On the loop, once per turn while records queued from it wait: tell the drainer
+        when two turns have passed with no new record (the second, because a request that
+        arrived during one turn runs in the next)."""
+        if self._from_loop != seen:
+            seen, quiet = self._from_loop, 0
+        else:
+            quiet += 1
+        if quiet < 2:
+            loop.call_soon(self._watch, loop, seen, quiet)
+            return
+        with self._mutex:
+            self._watched = None
+            if self._from_loop == seen:
+                self._loop_idle = True
+                if self._gathering:
+                    self._drain.notify()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ head_interval_seconds = 5     # a signed tree head at least this often while rec
 heads_file = "audit-heads.jsonl"   # relative to the home directory
 witness_syslog = "/dev/log"   # optional: also send each head to syslog (path or host:port)
 witness_url = "https://..."   # optional: also POST each head (JSON) to this URL
-commit_window_ms = 2          # reads' records: at most one group commit per window (0 to 20)
+commit_window_ms = 8          # under load, the longest a read waits to share a commit (0 to 20)
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class AuditSettings:
     heads_file_name: str = HEADS_FILE
     witness_syslog: str | None = None
     witness_url: str | None = None
-    commit_window_ms: float = 2.0
+    commit_window_ms: float = 8.0
 
     @property
     def heads_file(self) -> Path:
@@ -60,7 +60,7 @@ def load_audit_settings(home: Path) -> AuditSettings:
     interval = float(_number(data, "head_interval_seconds", 5, path))
     if not 0.05 <= interval <= 60:
         raise ValueError(f"{path}: audit head_interval_seconds must be between 0.05 and 60")
-    window = float(_number(data, "commit_window_ms", 2, path))
+    window = float(_number(data, "commit_window_ms", 8, path))
     if not 0 <= window <= 20:
         raise ValueError(f"{path}: audit commit_window_ms must be between 0 and 20")
     heads = str(data.get("heads_file", HEADS_FILE))

@@ -15,6 +15,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
             connect_args={"check_same_thread": False, "timeout": 30},
             pool_size=pool_size,
             max_overflow=pool_size,
+            # The connection used last comes back first: reads on the event loop take one at
+            # a time, and SQLite drops a connection's page cache whenever another one has
+            # committed (the audit log does, a few hundred times a second under load), so a
+            # round-robin over the pool re-reads its pages on every read.
+            pool_use_lifo=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine

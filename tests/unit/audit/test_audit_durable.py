@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.unit.audit.conftest import make_record
 
+from rempart.audit import log as audit_log
 from rempart.audit.durable import AuditUnavailable, immediate, run_audited
 from rempart.audit.settings import load_audit_settings
 from rempart.audit.tables import audit_batch, audit_event
@@ -135,8 +136,10 @@ def test_concurrent_requests_share_commits_and_each_waits_for_its_own(
     assert services.audit._drainer is None or not services.audit._drainer.is_alive()
 
 
-def test_deferred_commits_are_spaced_by_the_commit_window(services: Services) -> None:
-    services.audit._window = 0.3  # exaggerated, to be visible
+def test_records_from_worker_threads_are_committed_a_thread_window_apart(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_log, "THREAD_WINDOW", 0.3)  # exaggerated, to be visible
 
     def read(i: int) -> int:
         services.audit.record(make_record(i))
@@ -153,8 +156,55 @@ def test_deferred_commits_are_spaced_by_the_commit_window(services: Services) ->
     assert _count(services, audit_batch) <= 3  # ...and carried the later reads together
 
 
+def test_an_idle_loop_has_its_reads_committed_without_waiting_for_the_window(
+    services: Services,
+) -> None:
+    services.audit._window = 5.0  # were it waited for, the test would take 5 s a commit
+
+    def read(i: int) -> int:
+        services.audit.record(make_record(i))
+        return i
+
+    async def serve() -> float:
+        started = time.monotonic()
+        for i in range(3):  # one client, one read after the other
+            await run_audited(read, i, inline=True)
+        await asyncio.gather(*(run_audited(read, i, inline=True) for i in range(3, 11)))
+        return time.monotonic() - started
+
+    assert asyncio.run(serve()) < 2.5
+    assert _count(services) == 11
+    assert _count(services, audit_batch) <= 5  # the 8 concurrent reads shared commits
+
+
+def test_a_busy_loop_has_its_reads_committed_a_window_apart(services: Services) -> None:
+    services.audit._window = 0.25
+
+    def read(i: int) -> int:
+        services.audit.record(make_record(i))
+        return i
+
+    async def serve() -> int:
+        # A client that keeps the loop busy: a read queued on every turn of the loop, and
+        # none of them waited for, for a second.
+        stop, count, waits = time.monotonic() + 1.0, 0, []
+        while time.monotonic() < stop:
+            waits.append(asyncio.ensure_future(run_audited(read, count, inline=True)))
+            count += 1
+            await asyncio.sleep(0)
+        await asyncio.gather(*waits)
+        return count
+
+    reads = asyncio.run(serve())
+    assert reads > 100
+    assert _count(services) == reads
+    # The first commit at once, then one per window while the loop stays busy (not one per
+    # read, nor one per turn, nor all at the end); a few more as the loop drains at the end.
+    assert 3 <= _count(services, audit_batch) <= 10
+
+
 def test_the_commit_window_is_bounded(tmp_path: Path) -> None:
-    assert load_audit_settings(tmp_path).commit_window_ms == 2
+    assert load_audit_settings(tmp_path).commit_window_ms == 8
     (tmp_path / "config.toml").write_text("[audit]\ncommit_window_ms = 0\n")
     assert load_audit_settings(tmp_path).commit_window_ms == 0
     (tmp_path / "config.toml").write_text("[audit]\ncommit_window_ms = 50\n")
