@@ -21,8 +21,8 @@ commit while it stays busy (`_watch`, COMMIT_WINDOW). While a batch commits, the
 meanwhile have their rows and hashes built by the threads that queue them (stage.py), so that
 only the database remains on the serial path.
 
-A small thread signs a tree head every `head_interval` seconds while the log grows, and one
-more is signed on `close()` (the end of a CLI batch).
+Signed tree heads are issued by `issuer.py` (every `head_interval` seconds while the log grows,
+and once more on `close()`, the end of a CLI batch).
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ import time
 from asyncio import AbstractEventLoop, _get_running_loop
 from collections import deque
 from collections.abc import Sequence
-from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import IntegrityError as DbIntegrityError
+from sqlalchemy import Connection, Engine
 
 from rempart.audit.durable import (
     AuditUnavailable,
@@ -47,12 +45,11 @@ from rempart.audit.durable import (
 )
 from rempart.audit.entry import Sealer
 from rempart.audit.heads import HeadsFile, HeadSigner, SignedHead, Witness
+from rempart.audit.issuer import HeadIssuer
 from rempart.audit.merkle import Frontier
 from rempart.audit.records import AuditRecord
 from rempart.audit.stage import Stager
-from rempart.audit.tables import audit_head
 from rempart.audit.writer import AlertFn, LogWriter, Prepared, Sql, TamperingDetected
-from rempart.clock import now_micros
 
 log = logging.getLogger("rempart.audit")
 
@@ -93,8 +90,6 @@ class AuditLog:
         self.heads_file = heads_file
         self.retention_days = retention_days
         self._writer = LogWriter(engine, sealer, alert)
-        self._witnesses = list(witnesses)
-        self._interval = head_interval
         self._timeout = wait_timeout
         self._window = commit_window
         self._last_commit = 0.0  # monotonic time the last commit started
@@ -102,6 +97,8 @@ class AuditLog:
         self._from_loop = 0  # tickets queued from an event loop, ever (the watch compares)
         self._watched: AbstractEventLoop | None = None  # the loop a watch is scheduled on
         self._loop_idle = False  # the watched loop ran out of work since its last ticket
+        self._loop_leads = False  # the lead is the loop's: its watch commits, or hands over
+        self._loop_since = 0.0  # since when
         self._from_thread = False  # a waiting ticket was queued by a worker thread
         self._mutex = threading.Lock()
         self._queue: deque[Ticket] = deque()
@@ -112,10 +109,15 @@ class AuditLog:
         self._drainer: threading.Thread | None = None
         self._stager = Stager(sealer, MAX_BATCH)
         self._closed = False
-        self._head_lock = threading.Lock()
-        self._signed = -1  # the largest tree size this process has signed
-        self._stop = threading.Event()
-        self._heads: threading.Thread | None = None
+        self._heads = HeadIssuer(
+            engine,
+            signer,
+            heads_file,
+            witnesses,
+            head_interval,
+            ours=lambda: self._writer.frontier,
+            stored=self._writer.stored_frontier,
+        )
 
     # ---- AuditSink ---------------------------------------------------------------------------
 
@@ -145,15 +147,12 @@ class AuditLog:
         """Queue the records; the caller awaits `ticket.wait()` before sending anything. On a
         quiet log (no commit in progress, none in the last THREAD_WINDOW) a worker thread
         commits at once, with no thread switch; otherwise the records join the next batch,
-        which the drainer commits, and the call returns. An event loop (a read on SQLite runs
-        on it) never leads: while it committed, no other request could queue a record, so
-        every batch would hold one."""
+        which the drainer commits, and the call returns. On an event loop (reads on SQLite
+        run on it) the lead goes to the loop's `_watch` instead: committing at once there
+        would hold every other request of the loop, so each batch would carry one read."""
         ticket = self._enqueue(records, parked=False)
         if ticket.lead:
-            if (
-                _get_running_loop() is None
-                and time.monotonic() - self._last_commit >= THREAD_WINDOW
-            ):
+            if time.monotonic() - self._last_commit >= THREAD_WINDOW:
                 self._lead(ticket)
             else:
                 with self._mutex:
@@ -179,10 +178,7 @@ class AuditLog:
         with self._mutex:
             if self._closed:
                 raise AuditUnavailable("the audit log is closed; nothing can be recorded")
-            if self._heads is None:
-                self._heads = threading.Thread(target=self._sign_loop, name="audit-heads")
-                self._heads.daemon = True
-                self._heads.start()
+            self._heads.start()
             # Built now if a commit is in flight. Not for a thread waiting in place: its
             # leader would then be the drainer, which holds commits a window apart.
             if parked or not self._stager.stage(ticket):
@@ -196,8 +192,15 @@ class AuditLog:
                     loop.call_soon(self._watch, loop, self._from_loop, 0)
             elif not parked:
                 self._from_thread = True
+            watched = self._watched
+            if self._loop_leads and loop is None and (watched is None or watched.is_closed()):
+                self._loop_leads = False  # its loop stopped before committing: lead instead
+                self._leading = False
             ticket.lead = not self._leading
             self._leading = True
+            if ticket.lead and loop is not None:
+                ticket.lead, self._loop_leads = False, True
+                self._loop_since = time.monotonic()
         return ticket
 
     def _timed_out(self, ticket: Ticket) -> None:
@@ -304,33 +307,48 @@ class AuditLog:
                 # Under load, wait for company (COMMIT_WINDOW above): each commit then
                 # serves several reads (the wait is the drainer's, not a request thread's).
                 self._gathering = True
-                while not self._loop_idle and not self._closed:
+                while self._gathering and not self._loop_idle and not self._closed:
                     window = THREAD_WINDOW if self._from_thread else self._window
                     left = self._last_commit + window - time.monotonic()
                     if left <= 0:
                         break
                     self._drain.wait(left)
+                taken = not self._gathering  # the loop, idle, commits (`_watch`)
                 self._gathering = False
                 self._from_thread = False
-            self._lead(None)
+            if not taken:
+                self._lead(None)
 
     def _watch(self, loop: AbstractEventLoop, seen: int, quiet: int) -> None:
-        """On the loop, once per turn while records queued from it wait: tell the drainer
-        when two turns have passed with no new record (the second, because a request that
-        arrived during one turn runs in the next)."""
+        """On the loop, once per turn while records queued from it wait. Once two turns have
+        passed with no new record (two: a request that arrived during one turn runs in the
+        next), every request of the loop waits for this commit: the loop commits itself, with
+        no thread switch. While it stays busy, the drainer commits a window after the loop
+        took the lead (or after its own last commit), and the loop serves on."""
         if self._from_loop != seen:
             seen, quiet = self._from_loop, 0
         else:
             quiet += 1
         if quiet < 2:
+            if self._loop_leads and time.monotonic() >= self._loop_since + self._window:
+                with self._mutex:
+                    if self._loop_leads:
+                        self._loop_leads = False
+                        self._hand_to_drainer()
             loop.call_soon(self._watch, loop, seen, quiet)
             return
+        lead = False
         with self._mutex:
             self._watched = None
-            if self._from_loop == seen:
-                self._loop_idle = True
-                if self._gathering:
-                    self._drain.notify()
+            self._loop_idle = True
+            if self._loop_leads:
+                self._loop_leads, lead = False, True
+            elif self._gathering:
+                if not self._from_thread:  # (a thread's records are not ours to wait for)
+                    self._gathering, lead = False, True
+                self._drain.notify()
+        if lead:
+            self._lead(None)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -340,6 +358,9 @@ class AuditLog:
             if self._closed:
                 return
             self._closed = True
+            if self._loop_leads:  # its loop may never turn again
+                self._loop_leads = False
+                self._hand_to_drainer()
             while self._leading or self._queue:
                 self._idle.wait(timeout=self._timeout)
                 if self._leading or self._queue:
@@ -348,17 +369,12 @@ class AuditLog:
             self._drain.notify_all()
         if self._drainer is not None:
             self._drainer.join(timeout=self._timeout)
-        self._stop.set()
-        if self._heads is not None:
-            self._heads.join(timeout=self._timeout)
-            self._issue_head(force=False)
+        self._heads.close(self._timeout)
         self._writer.close(self._timeout)
-        for witness in self._witnesses:
-            witness.close()
 
     def sign_now(self) -> SignedHead | None:
         """Sign the current tree head (done on its own every few seconds while it grows)."""
-        return self._issue_head(force=True)
+        return self._heads.issue(force=True)
 
     @property
     def size(self) -> int:
@@ -368,60 +384,3 @@ class AuditLog:
     @property
     def _frontier(self) -> Frontier | None:
         return self._writer.frontier
-
-    # ---- signed tree heads -------------------------------------------------------------------
-
-    def _sign_loop(self) -> None:
-        while not self._stop.wait(self._interval):
-            self._issue_head(force=False)
-
-    def _issue_head(self, *, force: bool) -> SignedHead | None:
-        with self._head_lock:
-            frontier = self._writer.frontier
-            try:
-                # Writes append inside their own transactions (`record_in`), past our frontier.
-                stored = self._writer.stored_frontier()
-                if frontier is None or stored.size > frontier.size:
-                    frontier = stored
-            except Exception as exc:
-                if frontier is None:
-                    log.critical("cannot read the audit log to sign a head: %s", exc)
-                    return None
-            if frontier.size == 0 or (frontier.size <= self._signed and not force):
-                return None
-            head = self.signer.sign_head(frontier.size, now_micros(), frontier.root())
-            self._store_head(head)
-            self._signed = head.tree_size
-            return head
-
-    def _store_head(self, head: SignedHead) -> None:
-        try:
-            with self.engine.begin() as conn:
-                exists = conn.execute(
-                    select(audit_head.c.tree_size).where(audit_head.c.tree_size == head.tree_size)
-                ).first()
-                if exists is None:
-                    conn.execute(insert(audit_head).values(**head_row(head)))
-        except DbIntegrityError:
-            pass  # another process signed this very size a moment ago: its head stands
-        except Exception as exc:
-            log.critical("cannot store signed audit head %d: %s", head.tree_size, exc)
-        try:
-            self.heads_file.append(head)
-        except OSError as exc:
-            log.critical("cannot append to %s: %s", self.heads_file.path, exc)
-        for witness in self._witnesses:
-            try:
-                witness.publish(head)
-            except OSError as exc:
-                log.error("audit witness failed: %s", exc)
-
-
-def head_row(head: SignedHead) -> dict[str, Any]:
-    return {
-        "tree_size": head.tree_size,
-        "at": head.at,
-        "root": head.root,
-        "key_id": head.key_id,
-        "signature": head.signature,
-    }

@@ -24,7 +24,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select
 
 from rempart.audit.heads import HeadVerifier, prune_message
-from rempart.audit.log import AuditLog, head_row
+from rempart.audit.issuer import head_row
+from rempart.audit.log import AuditLog
 from rempart.audit.merkle import Frontier, frontier_levels
 from rempart.audit.proofs import _Subtrees
 from rempart.audit.records import AuditRecord

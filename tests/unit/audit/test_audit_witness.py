@@ -35,7 +35,7 @@ def test_heads_reach_syslog_and_http_witnesses(services: Services) -> None:
     udp.settimeout(5)
     http = HttpWitness(f"http://127.0.0.1:{server.server_address[1]}/heads")
     syslog = SyslogWitness(f"127.0.0.1:{udp.getsockname()[1]}")
-    services.audit._witnesses.extend([http, syslog])
+    services.audit._heads.witnesses.extend([http, syslog])
     try:
         services.audit.record(make_record(0), make_record(1))
         head = services.audit.sign_now()
@@ -47,7 +47,7 @@ def test_heads_reach_syslog_and_http_witnesses(services: Services) -> None:
     finally:
         http.close()
         syslog.close()
-        services.audit._witnesses.clear()
+        services.audit._heads.witnesses.clear()
         server.shutdown()
         server.server_close()
         udp.close()
