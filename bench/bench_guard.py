@@ -49,7 +49,7 @@ from rempart.bootstrap import initialise
 from rempart.clock import now_micros
 from rempart.config import load_settings
 from rempart.context import RequestContext
-from rempart.guard.settings import ROLE_LIMITS
+from rempart.guard.settings import RESPONSES, ROLE_LIMITS, SEARCH_RATE
 from rempart.service.records import RecordService
 from rempart.store.ingest import ingest_batch
 from rempart.wiring import Services, open_services
@@ -96,18 +96,19 @@ def build(services: Services, patients: int) -> list[str]:
 
 
 def raise_thresholds(conn: Any) -> None:
-    """Every role's guard thresholds at their upper bounds (a harness shortcut past the four-eyes
-    path): the guard still scores every read, it just does not contain a benchmark's session."""
-    for limits in ROLE_LIMITS.values():
-        for definition in limits:
-            conn.execute(
-                access_setting.insert().values(
-                    key=definition.key,
-                    value=str(definition.high),
-                    changed=now_micros(),
-                    request_id="bench",
-                )
+    """Every role's guard thresholds at their upper bounds, and the search-rate rule's response
+    at its lowest (an alert: a benchmark's one session searches thousands of times a minute,
+    above that rule's highest threshold). A harness shortcut past the four-eyes path: the guard
+    still scores every request, it just does not contain or step up a benchmark's session."""
+    values = [(d.key, d.high) for limits in ROLE_LIMITS.values() for d in limits]
+    values += [(SEARCH_RATE.key, SEARCH_RATE.high)]
+    values += [(RESPONSES["search-rate"].key, RESPONSES["search-rate"].low)]
+    for key, value in values:
+        conn.execute(
+            access_setting.insert().values(
+                key=key, value=str(value), changed=now_micros(), request_id="bench"
             )
+        )
 
 
 def session_token(services: Services, username: str = "bench.clinician") -> str:
