@@ -15,11 +15,11 @@ ticket, a coroutine awaits it). When its batch is durable the leader settles its
 hands leadership to the next parked thread, or, when the queue holds only awaited tickets, to
 a drainer thread that keeps committing until the queue is empty. At one request the leader
 commits its own record at once; at many, one fsync serves them all, and the event loop is woken
-once per batch rather than a thread per request. An event loop never leads (see `submit`): the
-drainer commits its records once the loop has run out of work, or a window after the last
-commit while it stays busy (`_watch`, COMMIT_WINDOW). While a batch commits, the records queued
-meanwhile have their rows and hashes built by the threads that queue them (stage.py), so that
-only the database remains on the serial path.
+once per batch rather than a thread per request. An event loop does not commit at once (see
+`submit`): its records are committed once the loop has run out of work, by the loop itself,
+or by the drainer a window later while it stays busy (`_watch`, COMMIT_WINDOW). While a batch
+commits, the records queued meanwhile have their rows and hashes built by the threads that
+queue them (stage.py), so that only the database remains on the serial path.
 
 Signed tree heads are issued by `issuer.py` (every `head_interval` seconds while the log grows,
 and once more on `close()`, the end of a CLI batch).
@@ -59,8 +59,8 @@ MAX_BATCH = 20_000  # records per transaction: bounds a commit's latency and mem
 # cache (SQLite drops it when the file changed), about a read's own cost, so a commit per read
 # would double a read's. Records queued from an event loop (reads on SQLite) are committed once
 # that loop has run out of work (every request it holds is waiting for this commit), or a
-# window after the last commit; records queued from worker threads, which the log cannot see
-# coming, at most once per THREAD_WINDOW (docs/benchmarks.md).
+# window after the first of them while it stays busy; records from worker threads, which the
+# log cannot see coming, at most once per THREAD_WINDOW (docs/benchmarks.md).
 COMMIT_WINDOW = 0.008  # seconds; `[audit] commit_window_ms` in config.toml
 THREAD_WINDOW = 0.002
 
