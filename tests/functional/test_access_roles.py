@@ -10,6 +10,7 @@ from rempart.access.permissions import CLINICAL_TYPES
 from rempart.access.roles import Role
 from tests.functional.conftest import Hospital
 from tests.unit.access.support import (
+    admission,
     condition,
     encounter,
     login,
@@ -54,14 +55,7 @@ def test_a_front_desk_never_sees_clinical_data(hospital: Hospital) -> None:
     assert [e["resource"]["id"] for e in by_nir["entry"]] == [walk_in]
     assert client.get(f"/fhir/Patient/{walk_in}", headers=headers).status_code == 403
     # Found by their NIR, the walk-in is admitted by the desk, which then reaches them.
-    admission = {
-        "resourceType": "Encounter",
-        "status": "in-progress",
-        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "IMP"},
-        "subject": {"reference": f"Patient/{walk_in}"},
-        "serviceProvider": {"reference": ward},
-    }
-    admitted = client.post("/fhir/Encounter", json=admission, headers=headers)
+    admitted = client.post("/fhir/Encounter", json=admission(walk_in, ward), headers=headers)
     assert admitted.status_code == 201, admitted.text
     assert client.get(f"/fhir/Patient/{walk_in}", headers=headers).status_code == 200
 
