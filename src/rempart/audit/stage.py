@@ -52,11 +52,6 @@ class Stager:
         self._open = False  # more may be staged (armed, and no staging failure since)
 
     @property
-    def tickets(self) -> int:
-        """Callers staged."""
-        return len(self._tickets)
-
-    @property
     def busy(self) -> bool:
         """Tickets are staged: whoever leads must commit them next."""
         return bool(self._tickets)
