@@ -20,7 +20,7 @@ from rempart.access.roles import Role
 from rempart.api.app import create_app
 from rempart.audit.records import AuditRecord, AuditSink
 from rempart.bootstrap import initialise
-from rempart.clock import now_micros
+from rempart.clock import now_micros, now_seconds
 from rempart.config import load_settings
 from rempart.identity.service import IdentityService
 from rempart.identity.settings import (
@@ -80,10 +80,11 @@ class User:
     def code(self) -> str:
         """A TOTP code of a step not used yet (current or next), waiting if both are. Never the
         previous step: the server accepts it only until the next boundary, which a slow request
-        on a loaded machine can cross before the code is checked."""
+        on a loaded machine can cross before the code is checked. Steps are read from the
+        server's clock, which a test may move forward (`SimulatedTime`) rather than wait."""
         assert self.totp_secret
         while True:
-            current = int(time.time() // 30)
+            current = int(now_seconds() // 30)
             for step in (current, current + 1):
                 if step > self.last_step:
                     self.last_step = step

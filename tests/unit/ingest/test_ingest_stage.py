@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 
 from rempart.crypto import BlindIndex
 from rempart.fhir import extract_index
@@ -106,6 +107,56 @@ def test_the_database_unpacks_exactly_the_committed_rows(bulk: Connection, defer
         assert left == 0
 
 
+@pytest.mark.parametrize("held", [6, 300])
+def test_a_deferred_merge_keeps_the_rows_held_before_and_the_key(
+    bulk: Connection, held: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL the merge drops and rebuilds the primary key when the index holds fewer
+    rows than the stage holds resources (6 rows held, 100 resources staged), and inserts slice
+    by slice otherwise (300 rows held): either way every row, old and new, is there after it,
+    and so is the key. SQLite always merges slice by slice."""
+    rng = random.Random(3)
+    before = [
+        (t, f"stage-old-{n}", [rng.randbytes(DIGEST)])
+        for n, (t, _, _) in enumerate(_resource_rows(rng, held))
+    ]
+    staged = _resource_rows(rng, 100)
+    with bulk.begin():
+        bulk.execute(
+            search_index.insert(),
+            [{"res_type": t, "digest": d, "res_id": i} for t, i, ds in before for d in ds],
+        )
+    built: list[bool] = []
+    real = IndexStage._build_fresh
+
+    def spy(self: IndexStage) -> bool:
+        built.append(real(self))
+        return built[-1]
+
+    monkeypatch.setattr(IndexStage, "_build_fresh", spy)
+    stage = IndexStage(bulk, search_index)
+    try:
+        with bulk.begin():
+            stage.add([pack_index(t, i, d) for t, i, d in staged])
+    finally:
+        stage.merge()
+    postgresql = bulk.dialect.name == "postgresql"
+    assert built == ([held < 100] if postgresql else [])
+    with bulk.begin():
+        assert _stored(bulk) == _expected(before) | _expected(staged)
+    # The key is in force again: the same row twice is refused.
+    t, i, ds = staged[next(n for n, row in enumerate(staged) if row[2])]
+    with pytest.raises(IntegrityError), bulk.begin():
+        bulk.execute(search_index.insert(), [{"res_type": t, "digest": ds[0], "res_id": i}])
+    if postgresql:
+        with bulk.begin():
+            key = bulk.exec_driver_sql(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE conname = 'pk_search_index' AND contype = 'p'"
+            ).scalar()
+        assert key == "PRIMARY KEY (res_type, digest, res_id)"
+
+
 def test_a_bulk_connection_gives_its_settings_back(services: Services) -> None:
     def current(conn: Connection) -> tuple[object, ...]:
         if conn.dialect.name == "sqlite":
@@ -113,7 +164,8 @@ def test_a_bulk_connection_gives_its_settings_back(services: Services) -> None:
             cache = raw.execute("PRAGMA cache_size").fetchone()[0]  # type: ignore[union-attr]
             sync = raw.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]
             return (cache, sync)
-        return (conn.exec_driver_sql("SHOW synchronous_commit").scalar(),)
+        raw = conn.connection.driver_connection
+        return (conn.exec_driver_sql("SHOW synchronous_commit").scalar(), raw.prepare_threshold)  # type: ignore[union-attr]
 
     with services.engine.connect() as conn:
         before = current(conn)
