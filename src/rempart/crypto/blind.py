@@ -53,6 +53,11 @@ class BlindIndex:
         mac.update(token.encode("utf-8"))
         return mac.digest()[:DIGEST_SIZE]
 
+    def digest_pairs(self, resource_type: str, pairs: Iterable[tuple[str, str]]) -> list[bytes]:
+        """The digests of (param, token) pairs of one resource type, in order."""
+        digest = self.digest
+        return [digest(resource_type, param, token) for param, token in pairs]
+
     def digest_many(self, resource_type: str, param: str, tokens: Iterable[str]) -> list[bytes]:
         """Index several tokens of one parameter (the domain prefix is absorbed once)."""
         base = self._base.copy()

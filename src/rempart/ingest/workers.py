@@ -47,21 +47,36 @@ class MemoBlindIndex(BlindIndex):
     the worker; it is emptied when full rather than evicted entry by entry.
     """
 
-    __slots__ = ("_memo",)
+    __slots__ = ("_held", "_memo")
     LIMIT = 1 << 18  # entries (~60 MB at most)
 
     def __init__(self, key: bytes) -> None:
         super().__init__(key)
-        self._memo: dict[tuple[str, str, str], bytes] = {}
+        # By resource type, then by the (param, token) pair itself: the pairs `extract_pairs`
+        # returns are the keys, so a hit builds no tuple.
+        self._memo: dict[str, dict[tuple[str, str], bytes]] = {}
+        self._held = 0
 
     def digest(self, resource_type: str, param: str, token: str) -> bytes:
-        triple = (resource_type, param, token)
-        found = self._memo.get(triple)
-        if found is None:
-            if len(self._memo) >= self.LIMIT:
-                self._memo.clear()
-            found = self._memo[triple] = super().digest(resource_type, param, token)
-        return found
+        return self.digest_pairs(resource_type, ((param, token),))[0]
+
+    def digest_pairs(self, resource_type: str, pairs: Iterable[tuple[str, str]]) -> list[bytes]:
+        typed = self._memo.get(resource_type)
+        if typed is None:
+            typed = self._memo[resource_type] = {}
+        compute = super().digest
+        out: list[bytes] = []
+        for pair in pairs:
+            found = typed.get(pair)
+            if found is None:
+                if self._held >= self.LIMIT:
+                    self._memo.clear()
+                    self._held = 0
+                    typed = self._memo[resource_type] = {}
+                found = typed[pair] = compute(resource_type, *pair)
+                self._held += 1
+            out.append(found)
+        return out
 
 
 def _state(search_key: bytes, patients: int | None, seed: int | None) -> dict[str, Any]:

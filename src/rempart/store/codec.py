@@ -63,8 +63,11 @@ def open_resource(
 def index_digests(
     blind: BlindIndex, res_type: str, res_id: str, resource: dict[str, Any]
 ) -> list[bytes]:
-    digests = {blind.digest(res_type, param, token) for param, token in extract_pairs(resource)}
+    digests = set(blind.digest_pairs(res_type, extract_pairs(resource)))
     pad = -len(digests) % INDEX_PAD
-    # Deterministic pads, so an update can recompute and delete exactly the rows it wrote.
-    digests.update(blind.digest(res_type, "_pad", f"{res_id}:{i}") for i in range(pad))
+    if pad:
+        # Deterministic pads, so an update can recompute and delete exactly the rows it wrote.
+        # Never memoised (each is its resource's own): `digest_many` bypasses a memo.
+        tokens = [f"{res_id}:{i}" for i in range(pad)]
+        digests.update(blind.digest_many(res_type, "_pad", tokens))
     return sorted(digests)

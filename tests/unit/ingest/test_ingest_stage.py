@@ -29,6 +29,7 @@ from rempart.store.bulk import (
     unpack_index,
     widest_part,
 )
+from rempart.store.codec import INDEX_PAD, index_digests
 from rempart.store.tables import search_index
 from rempart.wiring import Services
 
@@ -185,6 +186,25 @@ def test_the_memo_gives_the_digests_of_the_blind_index() -> None:
     assert memo.digest("Patient", "given", "p:0") != memo.digest("Patient", "family", "p:0")
 
 
+def test_index_digests_through_the_memo_are_those_of_one_digest_at_a_time() -> None:
+    """The bulk path (pairs through the worker's memo, pads in one call) stores exactly the
+    rows the API path computes digest by digest: an update must find and delete them."""
+    key = os.urandom(32)
+    plain, memo = BlindIndex(key), MemoBlindIndex(key)
+    hospital = generate(4, 5)
+    resources = hospital.directory() + [r for b in hospital.patient_batches(4) for r in b]
+    padded = 0
+    for body in resources * 2:  # the second round is served from the memo
+        t, i = body["resourceType"], body["id"]
+        one_by_one = {plain.digest(t, p, tok) for p, tok in extract_pairs(body)}
+        pads = -len(one_by_one) % INDEX_PAD
+        padded += pads > 0
+        one_by_one |= {plain.digest(t, "_pad", f"{i}:{n}") for n in range(pads)}
+        assert index_digests(memo, t, i, body) == sorted(one_by_one)
+        assert len(one_by_one) % INDEX_PAD == 0
+    assert padded  # the pads were exercised
+
+
 def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(MemoBlindIndex, "LIMIT", 10)
     key = os.urandom(32)
@@ -193,7 +213,7 @@ def test_the_memo_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert memo.digest("Observation", "code", f"c:{n}") == plain.digest(
             "Observation", "code", f"c:{n}"
         )
-    assert len(memo._memo) <= 10
+    assert sum(len(typed) for typed in memo._memo.values()) <= 10
 
 
 def test_index_pairs_are_the_index_entries_in_order() -> None:
