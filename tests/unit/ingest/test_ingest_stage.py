@@ -158,6 +158,29 @@ def test_a_deferred_merge_keeps_the_rows_held_before_and_the_key(
         assert key == "PRIMARY KEY (res_type, digest, res_id)"
 
 
+def test_a_merge_that_fails_leaves_the_index_as_it_was(bulk: Connection) -> None:
+    """A failing merge (here: the same row staged twice, which the key refuses) changes
+    nothing: on PostgreSQL the dropped key comes back with the transaction's rollback."""
+    rng = random.Random(4)
+    before = [("Patient", "stage-old", [rng.randbytes(DIGEST)])]
+    with bulk.begin():
+        bulk.execute(
+            search_index.insert(),
+            [{"res_type": t, "digest": d, "res_id": i} for t, i, ds in before for d in ds],
+        )
+    twice = [next(row for row in _resource_rows(rng, 40) if row[2])] * 2
+    stage = IndexStage(bulk, search_index)
+    with bulk.begin():
+        stage.add([pack_index(t, i, d) for t, i, d in twice])
+    with pytest.raises(IntegrityError):
+        stage.merge()
+    with bulk.begin():
+        assert _stored(bulk) == _expected(before)
+    t, i, ds = before[0]
+    with pytest.raises(IntegrityError), bulk.begin():
+        bulk.execute(search_index.insert(), [{"res_type": t, "digest": ds[0], "res_id": i}])
+
+
 def test_a_bulk_connection_gives_its_settings_back(services: Services) -> None:
     def current(conn: Connection) -> tuple[object, ...]:
         if conn.dialect.name == "sqlite":
