@@ -36,14 +36,16 @@ def serve_for_bench(home: str, port: str, mode: str) -> None:
     """`bench_audit.py _serve HOME PORT with|without`: one uvicorn process on the app."""
     import uvicorn
 
-    from rempart.api.app import create_app
+    from rempart.api.app import create_app, settle_heap
 
     svc = open_services(load_settings(Path(home)), pool_size=20)
     if mode.endswith("-bare"):  # nothing in front of the log: the audit's cost alone
         svc.records.audit = svc.audit
     if mode.startswith("without"):
         without_audit(svc)
-    uvicorn.run(create_app(svc), host="127.0.0.1", port=int(port), log_level="warning")
+    app = create_app(svc)
+    settle_heap()  # as `rempart serve` does (api/app.py)
+    uvicorn.run(app, host="127.0.0.1", port=int(port), log_level="warning")
 
 
 def _post(base: str, path: str, body: dict[str, str]) -> dict[str, Any]:
