@@ -72,7 +72,8 @@ def settle_heap() -> None:
     """Once a serving process has built its application: the ~150,000 objects it holds then
     (models, routes, SQL metadata), which live as long as the process, are left out of every
     later garbage collection. Each full collection walked them all: 180-275 ms with every
-    request of the process stopped, every few seconds under load, the p99 of a read at 32
-    connections 200-260 ms (docs/benchmarks.md). A collection first, so no garbage is kept."""
+    request of the process stopped, every few seconds under load (a read's p99 at 32
+    connections: 200-260 ms on one process, 50-60 ms on two; docs/benchmarks.md). A
+    collection first, so no garbage is kept."""
     gc.collect()
     gc.freeze()

@@ -103,10 +103,10 @@ def bulk_connection(engine: Engine) -> Iterator[Connection]:
             try:
                 yield conn
             finally:
+                raw.prepare_threshold = threshold  # type: ignore[union-attr]
                 conn.rollback()
                 conn.exec_driver_sql("RESET synchronous_commit")
                 conn.commit()
-                raw.prepare_threshold = threshold  # type: ignore[union-attr]
             return
         previous = raw.execute("PRAGMA cache_size").fetchone()[0]  # type: ignore[union-attr]
         synchronous = raw.execute("PRAGMA synchronous").fetchone()[0]  # type: ignore[union-attr]

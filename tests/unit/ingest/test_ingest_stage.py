@@ -159,8 +159,11 @@ def test_a_deferred_merge_keeps_the_rows_held_before_and_the_key(
 
 
 def test_a_merge_that_fails_leaves_the_index_as_it_was(bulk: Connection) -> None:
-    """A failing merge (here: the same row staged twice, which the key refuses) changes
-    nothing: on PostgreSQL the dropped key comes back with the transaction's rollback."""
+    """A merge that fails on a row the key refuses (here: the same resource staged twice)
+    keeps the key and the rows held before. On PostgreSQL the whole build is one transaction
+    and rolls back, the dropped key with it; on SQLite the failing slice's transaction does
+    (slices merged before it would stay, each complete: here every slice holds the
+    duplicate)."""
     rng = random.Random(4)
     before = [("Patient", "stage-old", [rng.randbytes(DIGEST)])]
     with bulk.begin():
