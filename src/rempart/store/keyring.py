@@ -29,6 +29,7 @@ from rempart.crypto import (
     new_data_key,
 )
 from rempart.errors import StoredDataTampered
+from rempart.store import newkeys
 from rempart.store.shred import PatientErased, erased_among, erased_owner
 from rempart.store.tables import data_key
 
@@ -56,6 +57,7 @@ class Keyring:
         cache_seconds: float = 300.0,
     ) -> None:
         self._engine = engine
+        newkeys.watch(engine)
         self._provider = provider
         # Bounded in count and time: a memory dump of a running server holds at most this many
         # unwrapped keys, none older than `cache_seconds`.
@@ -80,7 +82,7 @@ class Keyring:
         """
         alerts.bind_engine(self._engine)
         self._poll_erasures(conn)
-        cached = self._cache.get(owner)
+        cached = self._cache.get(owner) or newkeys.pending(conn, owner)
         if cached is not None:
             return cached
         row = conn.execute(
@@ -98,9 +100,10 @@ class Keyring:
                     owner=owner, kek_id=wrapped.kek_id, wrapped=wrapped.blob, created=now_micros()
                 )
             )
-        else:
-            key = self._unwrap(conn, owner, row.kek_id, row.wrapped)
-        self._cache.put(owner, key)
+            newkeys.created(conn, owner, key)
+            return key
+        key = self._unwrap(conn, owner, row.kek_id, row.wrapped)
+        self._remember(conn, owner, key)
         return key
 
     def keys_for(self, conn: Connection, owners: set[str]) -> dict[str, bytes]:
@@ -114,7 +117,7 @@ class Keyring:
         found: dict[str, bytes] = {}
         missing: list[str] = []
         for owner in owners:
-            cached = self._cache.get(owner)
+            cached = self._cache.get(owner) or newkeys.pending(conn, owner)
             if cached is None:
                 missing.append(owner)
             else:
@@ -128,7 +131,7 @@ class Keyring:
             )
             for row in rows:
                 key = self._unwrap(conn, row.owner, row.kek_id, row.wrapped)
-                self._cache.put(row.owner, key)
+                self._remember(conn, row.owner, key)
                 found[row.owner] = key
         absent = set(missing) - found.keys()
         if absent and (gone := erased_among(conn, absent)):
@@ -154,8 +157,8 @@ class Keyring:
             for row in new_rows:
                 row["created"] = now
             conn.execute(insert(data_key), new_rows)
-        for owner in owners:
-            self._cache.put(owner, found[owner])
+            for owner in new_owners:
+                newkeys.created(conn, owner, found[owner])
         return found
 
     def ensure(self, owner: str) -> bytes:
@@ -179,6 +182,13 @@ class Keyring:
         return len(self._cache)
 
     # ---- internals ---------------------------------------------------------------------------
+
+    def _remember(self, conn: Connection, owner: str, key: bytes) -> None:
+        """Cache a key read from its row, unless that row is this transaction's own insert."""
+        if newkeys.uncommitted(conn, owner):
+            newkeys.keep(conn, owner, key)
+        else:
+            self._cache.put(owner, key)
 
     def _wrap(self, key: bytes, owner: str) -> WrappedKey:
         try:
