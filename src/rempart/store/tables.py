@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
 )
@@ -62,10 +63,13 @@ resource_version = Table(
 search_index = Table(
     "search_index",
     metadata,
-    Column("res_type", String(40), primary_key=True),
-    Column("digest", LargeBinary(16), primary_key=True),
-    Column("res_id", String(64), primary_key=True),
-    # The primary key is the whole row: without a rowid SQLite stores it once, not twice.
+    Column("res_type", String(40), nullable=False),
+    Column("digest", LargeBinary(16), nullable=False),
+    Column("res_id", String(64), nullable=False),
+    # Digest first: lookups give digest and type alike, and a bulk merge cut by the digest's
+    # leading bits then appends (migration 0005 says more). The key is the whole row: without
+    # a rowid SQLite stores it once, not twice.
+    PrimaryKeyConstraint("digest", "res_type", "res_id"),
     sqlite_with_rowid=False,
 )
 

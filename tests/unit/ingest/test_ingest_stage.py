@@ -155,7 +155,7 @@ def test_a_deferred_merge_keeps_the_rows_held_before_and_the_key(
                 "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                 "WHERE conname = 'pk_search_index' AND contype = 'p'"
             ).scalar()
-        assert key == "PRIMARY KEY (res_type, digest, res_id)"
+        assert key == "PRIMARY KEY (digest, res_type, res_id)"
 
 
 def test_a_merge_that_fails_leaves_the_index_as_it_was(bulk: Connection) -> None:
