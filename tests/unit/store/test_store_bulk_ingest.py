@@ -189,3 +189,28 @@ def test_a_batch_mixing_new_and_existing_resources_stores_each_once(seeded: Serv
             select(resource.c.res_id).where(resource.c.res_id.like("bulk-mixed-%"))
         ).scalars()
         assert sorted(ids) == ["bulk-mixed-new", "bulk-mixed-old"]
+
+
+def test_importing_the_same_file_twice_makes_second_versions(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every batch of the second import conflicts (PostgreSQL: on its first row, under the
+    savepoint) and goes the new-version way; nothing is stored twice."""
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(importer, "BATCH", 25)
+    hospital = generate(3, SEED)
+    resources = hospital.directory() + [r for b in hospital.patient_batches(3) for r in b]
+    path = tmp_path / "hospital.ndjson"
+    path.write_text("".join(json.dumps(r) + "\n" for r in resources))
+    for _ in range(2):
+        summary = importer.import_items(services.store, read(path))
+        assert sum(summary.imported.values()) == len(resources)
+        assert summary.rejected == []
+    decision = system_decision("test read-back")
+    for body in resources[::7]:
+        stored = services.store.read(decision, body["resourceType"], body["id"])
+        assert stored.version == 2
+        assert _without_meta(stored.json()) == _without_meta(body)
+    with services.engine.connect() as conn:
+        count = conn.execute(text("SELECT count(*) FROM resource")).scalar_one()
+    assert count == len(resources)
