@@ -66,9 +66,9 @@ search_index = Table(
     Column("res_type", String(40), nullable=False),
     Column("digest", LargeBinary(16), nullable=False),
     Column("res_id", String(64), nullable=False),
-    # Digest first: lookups give digest and type alike, and a bulk merge cut by the digest's
-    # leading bits then appends (migration 0005 says more). The key is the whole row: without
-    # a rowid SQLite stores it once, not twice.
+    # Digest first: lookups give digest and type alike, and PostgreSQL builds this key faster
+    # (migration 0005 has the figures). The key is the whole row: without a rowid SQLite
+    # stores it once, not twice.
     PrimaryKeyConstraint("digest", "res_type", "res_id"),
     sqlite_with_rowid=False,
 )

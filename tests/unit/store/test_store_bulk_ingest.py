@@ -19,11 +19,12 @@ import pytest
 from sqlalchemy import Connection, select, text
 
 from rempart.access import relations
-from rempart.access.pdp import system_decision
+from rempart.access.pdp import export_decision, system_decision
 from rempart.access.tables import care_link, unit_membership
 from rempart.bootstrap import initialise
 from rempart.clock import micros_to_iso, now_micros
 from rempart.config import load_settings
+from rempart.errors import Forbidden
 from rempart.fhir import patient_compartment
 from rempart.identity.tables import account
 from rempart.ingest import importer, seeding
@@ -214,3 +215,18 @@ def test_importing_the_same_file_twice_makes_second_versions(
     with services.engine.connect() as conn:
         count = conn.execute(text("SELECT count(*) FROM resource")).scalar_one()
     assert count == len(resources)
+
+
+def test_a_batch_the_decision_refuses_stores_nothing(seeded: Services) -> None:
+    """The policy is asked after the optimistic insert of the batch's rows: refused, the
+    caller's transaction rolls them back with everything else."""
+    state = {"blind": seeded.store.blind}
+    readonly = export_decision("bulk-refused", "Account/nobody", frozenset({"Patient"}))
+    body = {"resourceType": "Patient", "id": "bulk-refused-1", "gender": "female"}
+    with pytest.raises(Forbidden), seeded.engine.begin() as conn:
+        write_prepared(seeded.store, conn, readonly, prepare_chunk(state, [body], now_micros()))
+    with seeded.engine.connect() as conn:
+        found = conn.execute(
+            select(resource.c.res_id).where(resource.c.res_id == "bulk-refused-1")
+        ).first()
+    assert found is None
