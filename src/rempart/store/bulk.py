@@ -14,6 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table
 
+from rempart.store.slicesort import SCHEMA, ScratchStage, merge_sorted
+
 # SQLite page cache of a bulk load's connection (KiB). The default (2 MiB) makes every index
 # insert re-read its B-tree path once the tables outgrow it; a bounded 512 MiB keeps the upper
 # levels and the recent leaves in memory. Given back when the load ends.
@@ -176,10 +178,12 @@ class IndexStage:
     Not deferred (`import`, whose conditional references search what the earlier phases
     stored): `add` unpacks each batch into the target at once, in the caller's transaction.
 
-    The temporary tables belong to the load's connection and are transactional with it: the
-    rows staged are exactly those of the committed batches. A deferred `merge` must run before
-    the connection is given back (on success and on failure alike): until then, the records of
-    the load are stored but not yet findable by search.
+    The stage's tables belong to the load's connection and are transactional with it: the
+    rows staged are exactly those of the committed batches. They are temporary tables, except
+    for a deferred stage on SQLite: a scratch file attached to the connection, so that the
+    merge's sorting threads can read it (`slicesort`). A deferred `merge` must run before the
+    connection is given back (on success and on failure alike): until then, the records of
+    the load are stored but not yet findable by search, and the scratch file is attached.
     """
 
     def __init__(self, conn: Connection, target: Table, *, deferred: bool = True) -> None:
@@ -189,21 +193,31 @@ class IndexStage:
         self._widest = 0
         self._staged = 0  # resources whose index rows are staged
         self._postgresql = conn.dialect.name == "postgresql"
+        # SQLite, deferred: the stage in a file of its own, which the merge's sorting threads
+        # can read (`slicesort`). An ATTACH needs the connection outside any transaction.
+        self._scratch: ScratchStage | None = None
+        if deferred and not self._postgresql and not conn.in_transaction():
+            self._scratch = ScratchStage(conn)
         schema = "pg_temp" if self._postgresql else "temp"  # never a table of the database
+        schema = SCHEMA if self._scratch is not None else schema
         self._stage = f"{schema}.rempart_stage_index"
         self._nums = f"{schema}.rempart_stage_nums"
         binary = "BYTEA" if self._postgresql else "BLOB"
         parts = ", ".join(f"d{k} {binary}" for k in range(PARTS))
-        with _transaction(conn):
-            for name in (self._stage, self._nums):
-                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
-            conn.exec_driver_sql(
-                f"CREATE TEMPORARY TABLE rempart_stage_index (res_type TEXT, res_id TEXT, {parts})"
-            )
-            if not self._postgresql:
+        kind = "" if self._scratch is not None else "TEMPORARY "
+        try:
+            with _transaction(conn):
+                for name in (self._stage, self._nums):
+                    conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
                 conn.exec_driver_sql(
-                    "CREATE TEMPORARY TABLE rempart_stage_nums (n INTEGER PRIMARY KEY)"
+                    f"CREATE {kind}TABLE {self._stage} (res_type TEXT, res_id TEXT, {parts})"
                 )
+                if not self._postgresql:
+                    conn.exec_driver_sql(f"CREATE {kind}TABLE {self._nums} (n INTEGER PRIMARY KEY)")
+        except BaseException:
+            if self._scratch is not None:
+                self._scratch.close()
+            raise
 
     def add(self, packed: Sequence[tuple[Any, ...]], widest: int | None = None) -> None:
         """Stage packed rows (`pack_index`), inside the caller's transaction. `widest` is
@@ -222,19 +236,35 @@ class IndexStage:
         the digest space per transaction (SQLite's WAL holds a whole transaction until it
         commits, so a single one would grow it to the size of the index). Then drop the stage.
 
-        The index is keyed digest first, so each slice is a range of its key. On
-        PostgreSQL, into a target that
-        holds few rows (a fresh seed), the rows go in at once and the key is built after them
-        (`_build_fresh`): one sorted build is cheaper than maintaining the key row by row.
+        The index is keyed digest first, so each slice is a range of its key. On PostgreSQL,
+        into a target that holds few rows (a fresh seed), the rows go in at once and the key is
+        built after them (`_build_fresh`): one sorted bulk build is cheaper than maintaining
+        the key row by row. On SQLite the slices are sorted by parallel threads
+        (`slicesort`).
         """
-        if self._deferred and not (self._postgresql and self._build_fresh()):
-            for k in range(PARTS):
+        try:
+            if self._deferred:
+                self._merge_deferred()
+        finally:
+            if self._scratch is not None:
+                self._scratch.close()
+            else:
                 with _transaction(self._conn):
-                    self._prepare_unpack()
-                    self._unpack(k)
-        with _transaction(self._conn):
-            for name in (self._stage, self._nums):
-                self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+                    for name in (self._stage, self._nums):
+                        self._conn.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+
+    def _merge_deferred(self) -> None:
+        if self._postgresql and self._build_fresh():
+            return
+        if self._scratch is not None:
+            with _transaction(self._conn):
+                self._number(self._widest)
+            merge_sorted(self._conn, self._scratch, self._select, self._target.name, PARTS)
+            return
+        for k in range(PARTS):
+            with _transaction(self._conn):
+                self._prepare_unpack()
+                self._unpack(k)
 
     def _build_fresh(self) -> bool:
         """PostgreSQL, into a target holding fewer rows than the stage holds resources (a
@@ -295,8 +325,13 @@ class IndexStage:
         self._conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")
 
     def _unpack(self, k: int) -> None:
-        # Names are ours (above and our Table objects), never input; k is an int.
+        # Names are ours (above and our Table objects), never input.
         into = f"INSERT INTO {self._target.name} (res_type, digest, res_id) "
+        self._conn.exec_driver_sql(into + self._select(k))
+
+    def _select(self, k: int) -> str:
+        """The staged rows of slice k as (res_type, digest, res_id), in key order."""
+        # Names are ours (above and our Table objects), never input; k is an int.
         if self._postgresql:
             select = (
                 f"SELECT res_type, substr(d{k}, n * {DIGEST} + 1, {DIGEST}), res_id "  # noqa: S608
@@ -306,11 +341,11 @@ class IndexStage:
             )
         else:
             select = (
-                f"SELECT res_type, substr(d{k}, n * {DIGEST} + 1, {DIGEST}), res_id "  # noqa: S608
+                f"SELECT res_type, substr(d{k}, n * {DIGEST} + 1, {DIGEST}) AS digest, res_id "  # noqa: S608
                 f"FROM {self._stage} JOIN {self._nums} ON n < length(d{k}) / {DIGEST} "
                 f"WHERE d{k} IS NOT NULL"
             )
-        self._conn.exec_driver_sql(into + select + f" ORDER BY {self._key_order()}")
+        return select + f" ORDER BY {self._key_order()}"
 
     def _key_order(self) -> str:
         """The target's primary key as positions of the unpacking's (res_type, digest, res_id)."""

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import os
 import random
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Connection, select
@@ -20,6 +26,7 @@ from rempart.fhir import extract_index
 from rempart.fhir.extract import extract_pairs
 from rempart.ingest.workers import MemoBlindIndex
 from rempart.seed import generate
+from rempart.store import slicesort
 from rempart.store.bulk import (
     DIGEST,
     PARTS,
@@ -101,11 +108,103 @@ def test_the_database_unpacks_exactly_the_committed_rows(bulk: Connection, defer
             left = bulk.exec_driver_sql(
                 f"SELECT count(*) FROM sqlite_temp_master WHERE name = '{name}'"
             ).scalar()
+            attached = [row[1] for row in bulk.exec_driver_sql("PRAGMA database_list")]
+            assert attached == ["main"] or attached == ["main", "temp"]
+            assert not _scratch_dirs(bulk)
         else:
             left = bulk.exec_driver_sql(
                 f"SELECT count(*) FROM pg_tables WHERE tablename = '{name}'"
             ).scalar()
         assert left == 0
+
+
+def _scratch_dirs(conn: Connection) -> list[Path]:
+    database = conn.engine.url.database
+    assert database
+    return list(Path(database).resolve().parent.glob(".rempart-stage-*"))
+
+
+def test_a_sqlite_stage_is_sorted_by_threads_from_a_private_scratch_file(
+    bulk: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: the deferred stage is a file in a 0700 directory beside the database, attached
+    to the load's connection; the merge sorts its slices in threads (each on a connection of
+    its own) and the load's connection inserts them in key order; every trace is gone after."""
+    if bulk.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL builds its key in one statement (test above)")
+    rows = _resource_rows(random.Random(5), 400)
+    stage = IndexStage(bulk, search_index)
+    (directory,) = _scratch_dirs(bulk)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    sorted_in: set[str] = set()
+    real = slicesort._sort
+
+    def spy(scratch: slicesort.ScratchStage, select: str, k: int) -> Path:
+        sorted_in.add(threading.current_thread().name)
+        return real(scratch, select, k)
+
+    monkeypatch.setattr(slicesort, "_sort", spy)
+    try:
+        with bulk.begin():
+            stage.add([pack_index(t, i, d) for t, i, d in rows])
+    finally:
+        stage.merge()
+    assert sorted_in
+    assert all(name.startswith("rempart-sort") for name in sorted_in)
+    with bulk.begin():
+        assert _stored(bulk) == _expected(rows)
+    assert not directory.exists()
+    assert not _scratch_dirs(bulk)
+
+
+def test_a_failed_sort_merges_nothing_more_and_leaves_no_scratch(
+    bulk: Connection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if bulk.dialect.name != "sqlite":
+        pytest.skip("SQLite's threaded merge only")
+    rows = _resource_rows(random.Random(6), 200)
+    stage = IndexStage(bulk, search_index)
+    real = slicesort._sort
+
+    def failing(scratch: slicesort.ScratchStage, select: str, k: int) -> Path:
+        if k == 3:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real(scratch, select, k)
+
+    monkeypatch.setattr(slicesort, "_sort", failing)
+    with bulk.begin():
+        stage.add([pack_index(t, i, d) for t, i, d in rows])
+    with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+        stage.merge()
+    # Slices 0-2 went in, each whole; none after the failure. Nothing of the stage stays.
+    with bulk.begin():
+        stored = _stored(bulk)
+    assert stored == {r for r in _expected(rows) if r[1][0] >> 4 < 3}
+    assert not _scratch_dirs(bulk)
+    attached = [row[1] for row in bulk.exec_driver_sql("PRAGMA database_list")]
+    bulk.rollback()
+    assert "rempart_stage" not in attached
+    assert "rempart_slice" not in attached
+
+
+def test_a_killed_load_s_scratch_is_cleared_by_the_next(bulk: Connection) -> None:
+    if bulk.dialect.name != "sqlite":
+        pytest.skip("SQLite's scratch stage only")
+    database = bulk.engine.url.database
+    assert database
+    parent = Path(database).resolve().parent
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = parent / f".rempart-stage-{dead.pid}-x"
+    abandoned.mkdir()
+    (abandoned / "stage.sqlite3").write_bytes(b"left by a killed seed")
+    alive = parent / f".rempart-stage-{os.getppid()}-y"  # a live process's: kept
+    alive.mkdir()
+    stage = IndexStage(bulk, search_index)
+    stage.merge()
+    assert not abandoned.exists()
+    assert alive.exists()
+    alive.rmdir()
 
 
 @pytest.mark.parametrize("held", [6, 300])
