@@ -114,6 +114,9 @@ class UnitLimits:
         self._overrides: dict[str, Limits] = {}
         self._units: dict[str, tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
+        # account -> (the thresholds given, its units list, the answer): the same snapshot and
+        # the same cached units give the same answer, without a new Thresholds per read.
+        self._applied: dict[str, tuple[Thresholds, list[str], Thresholds]] = {}
 
     def apply(self, t: Thresholds, account: str, role: str) -> Thresholds:
         """`t` with the account's unit thresholds, if it has any: its units' overrides, and
@@ -122,11 +125,19 @@ class UnitLimits:
             return t
         overrides = self._current(t.values)
         units = self._units_of(account)
+        memo = self._applied.get(account)
+        if memo is not None and memo[0] is t and memo[1] is units:
+            return memo[2]
         defaults = covering(t, len(units))
         limits = most_permissive(overrides, units, defaults) if overrides else None
         if limits is None:
-            return t if len(units) < 2 else dataclasses.replace(t, unit_limits=defaults)
-        return dataclasses.replace(t, unit_limits=limits)
+            out = t if len(units) < 2 else dataclasses.replace(t, unit_limits=defaults)
+        else:
+            out = dataclasses.replace(t, unit_limits=limits)
+        if len(self._applied) > ACCOUNTS:
+            self._applied.clear()
+        self._applied[account] = (t, units, out)
+        return out
 
     def _current(self, values: PolicySettings) -> dict[str, Limits]:
         if values is not self._snapshot:

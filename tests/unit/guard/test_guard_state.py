@@ -4,18 +4,21 @@ transaction Bundle is contained like a read, and counting survives new Services.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import time
 from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from rempart.access.kinds import AnyRequest
 from rempart.access.roles import Role
 from rempart.config import Settings
 from rempart.context import RequestContext
 from rempart.errors import Forbidden, InvalidResource
+from rempart.guard import decoys
 from rempart.guard.errors import GuardContained
 from rempart.guard.settings import ROLE_LIMITS, Thresholds
 from rempart.guard.tables import guard_decoy
@@ -181,3 +184,22 @@ def test_the_seed_registers_its_decoys(
     assert expected
     assert all(services.guard.decoys.is_decoy(p) for p in expected)
     assert services.guard.decoys.count() == len(expected)
+
+
+def test_decoy_tags_are_memoized_within_a_bound_and_stay_exact(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tags are memoized (every protected read checks one or two), bounded, and always the
+    keyed HMAC of the id."""
+    monkeypatch.setattr(decoys, "MEMO", 4)
+    key = bytes(range(32))
+    guard_decoys = decoys.Decoys(create_engine("sqlite://"), key)
+
+    def expected(pid: str) -> bytes:
+        return hmac.new(key, b"rempart/decoy/" + pid.encode(), hashlib.sha256).digest()[:16]
+
+    ids = [f"patient-{n}" for n in range(10)]
+    for _ in range(2):
+        assert [guard_decoys.tag(p) for p in ids] == [expected(p) for p in ids]
+        assert len(guard_decoys._memo) <= 4
+    assert guard_decoys.tag(ids[-1]) is guard_decoys._memo[ids[-1]]

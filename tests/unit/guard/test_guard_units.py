@@ -4,6 +4,7 @@ permissive of its units)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -130,3 +131,24 @@ def test_most_permissive_counts_a_unit_without_override_at_the_default() -> None
     assert most_permissive(overrides, ["geri", "er"], defaults) == (80, 100, 20_000)
     assert most_permissive(overrides, ["geri", "cardio"], defaults) == (50, 100, 20_000)
     assert most_permissive(overrides, ["cardio"], defaults) is None
+
+
+def test_a_clinician_s_limits_follow_a_new_override_and_new_units_at_once(
+    services: Services,
+) -> None:
+    """The answer is memoized per account (one per read otherwise), and still changes with
+    the next snapshot of the settings (an approved override) and with the units' next load."""
+    ward, other = unit(services), unit(services)
+    doctor = practitioner(services)
+    staff = new_staff(services, Role.CLINICIAN, practitioner=doctor, units=(ward,))
+    guard = services.guard
+    first = guard.units.apply(guard.thresholds(), staff.id, "clinician")
+    assert first.role_limits("clinician")[0] == DEFAULT
+    assert guard.units.apply(guard.thresholds(), staff.id, "clinician") is first
+    approve(services, {key(ward): EMERGENCY})
+    after = guard.units.apply(guard.thresholds(), staff.id, "clinician")
+    assert after.role_limits("clinician")[0] == EMERGENCY
+    # Its units as the next load finds them (a second unit: covering two wards).
+    guard.units._units[staff.id] = (time.monotonic(), [other.rpartition("/")[2].lower()])
+    moved = guard.units.apply(guard.thresholds(), staff.id, "clinician")
+    assert moved.role_limits("clinician")[0] == DEFAULT
