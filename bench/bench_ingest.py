@@ -8,6 +8,7 @@ under cProfile (top functions by own time).
 
     .venv/bin/python bench/bench_ingest.py                      # 2,000 patients + Synthea, both DBs
     .venv/bin/python bench/bench_ingest.py --patients 5000 20000 --repeat 1 --no-import
+    .venv/bin/python bench/bench_ingest.py --patients --no-import --import-patients 5000
 """
 
 from __future__ import annotations
@@ -277,14 +278,31 @@ def seed_run(backend: str, patients: int, sample: float = 0) -> Run:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def import_run(backend: str) -> Run:
+def synthetic_ndjson(patients: int, folder: Path) -> Path:
+    """A synthetic hospital of `patients` (the seed's generator, seed 0) as one NDJSON file:
+    data nobody here stored, for the import's rate at a size where its start-up does not
+    count (the Synthea fixture imports in seconds, most of them start-up)."""
+    from rempart.seed import generate
+
+    hospital = generate(patients, 0)
+    path = folder / f"hospital-{patients}.ndjson"
+    with path.open("w") as out:
+        for resource in hospital.directory():
+            out.write(json.dumps(resource) + "\n")
+        for index in range(patients):
+            for resource in hospital.patient_resources(index):
+                out.write(json.dumps(resource) + "\n")
+    return path
+
+
+def import_run(backend: str, source: Path = FIXTURE) -> Run:
     home = Path(tempfile.mkdtemp(prefix="rempart-bench-"))
     try:
         with scratch_database(backend, home) as url:
             rempart(home, url, "init")  # schema and key file: not part of the import
             cpu0, start = children_cpu(), time.perf_counter()
             with ServerCpu(url) as server:
-                done = rempart(home, url, "import", str(FIXTURE))
+                done = rempart(home, url, "import", str(source))
             seconds = time.perf_counter() - start
             imported = json.loads(done.stdout)["imported"]
             patients = int(imported.get("Patient", 0))
@@ -452,6 +470,13 @@ def main() -> int:
     ap.add_argument(
         "--sample", type=float, default=0, help="print seed progress every N seconds (0=off)"
     )
+    ap.add_argument(
+        "--import-patients",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also import a synthetic hospital of N patients written as NDJSON",
+    )
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
     if "postgresql" in backends and not pg_available():
@@ -468,6 +493,11 @@ def main() -> int:
     for backend in backends:
         if not args.no_import:
             print(best_of(args.repeat, lambda b=backend: import_run(b)).full_row(), flush=True)
+        for n in args.import_patients:
+            with tempfile.TemporaryDirectory(prefix="rempart-bench-ndjson-") as folder:
+                source = synthetic_ndjson(n, Path(folder))
+                run = best_of(args.repeat, lambda b=backend, s=source: import_run(b, s))
+                print(run.full_row(), flush=True)
         for n in args.patients:
             print(
                 best_of(args.repeat, lambda b=backend, n=n: seed_run(b, n, args.sample)).full_row(),
