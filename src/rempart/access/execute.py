@@ -1,7 +1,7 @@
-"""What each request kind checks when it is made, and what it does once approved.
+"""What each request kind does once approved.
 
-Checks at request time catch mistakes early (an unknown account, a taken username, a unit that
-is not in the directory); execution checks again, because the world may have changed in between.
+Each executor checks again what `checks.py` checked when the request was made (an unknown
+account, a unit that is not in the directory), because the world may have changed in between.
 Nothing here returns a secret to an administrator: one-time codes go to the person concerned,
 through the out-of-band notice queue.
 """
@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from rempart.access import directory, export, membership, notify, relations
 from rempart.access import settings as policy_settings
+from rempart.access.checks import account_row, care_only, in_directory, same_side
 from rempart.access.kinds import (
     AddUnitMembership,
     ChangeRole,
@@ -34,13 +35,12 @@ from rempart.access.kinds import (
     ResetFactor,
     ResetPassword,
 )
-from rempart.access.permissions import PATIENT_DATA_TYPES
 from rempart.access.roles import Role
 from rempart.access.tables import access_setting, break_glass
 from rempart.audit.log import AuditLog
-from rempart.clock import now_datetime, now_micros
+from rempart.clock import now_micros
 from rempart.crypto import seal
-from rempart.errors import InvalidResource, RempartError
+from rempart.errors import RempartError
 from rempart.identity import admin
 from rempart.identity.service import IdentityService
 from rempart.store.keyring import Keyring
@@ -61,100 +61,6 @@ class Env:
     key: bytes  # the directory data key: seals notices and payloads
     settings: policy_settings.SettingsCache
     audit_log: AuditLog
-
-
-# ---- request-time checks -------------------------------------------------------------------
-
-
-def _account_row(conn: Connection, account_id: str) -> admin.AccountView:
-    found = admin.get_account(conn, account_id)
-    if found is None:
-        raise InvalidResource(f"no account {account_id}")
-    if found.role in (Role.PATIENT.value, Role.INTEGRATION.value):
-        raise InvalidResource(f"account {account_id} is not a staff account")
-    return found
-
-
-def _directory(env: Env, conn: Connection, ref: str) -> None:
-    kind, _, ident = ref.partition("/")
-    if not env.store.exists(conn, kind, ident):
-        raise InvalidResource(f"{ref} is not in the hospital directory")
-
-
-def check(env: Env, conn: Connection, payload: Any) -> None:
-    """Raises InvalidResource if the request cannot make sense."""
-    if isinstance(payload, CreateAccount | CreateIntegrationClient) and admin.username_taken(
-        conn, payload.username
-    ):
-        raise InvalidResource(f"the username {payload.username} is taken")
-    refs: list[str] = []
-    if isinstance(payload, CreateAccount):
-        refs = [payload.practitioner or "", *payload.units]
-        _care_only(payload.role, bool(refs[0] or payload.units), payload.practitioner)
-    elif isinstance(payload, ResetPassword | ResetFactor | EnableAccount):
-        _account_row(conn, payload.account_id)
-    elif isinstance(payload, ChangeRole):
-        _same_side(_account_row(conn, payload.account_id).role, payload.role)
-    elif isinstance(payload, LinkPractitioner):
-        target = _account_row(conn, payload.account_id)
-        _care_only(target.role, True, payload.practitioner)
-        refs = [payload.practitioner or ""]
-    elif isinstance(payload, AddUnitMembership):
-        _care_only(_account_row(conn, payload.account_id).role, True, None)
-        refs = [payload.unit]
-    elif isinstance(payload, MoveUnit):
-        directory.check_move(env.store, conn, payload)
-    else:
-        _check_values(payload)
-    for ref in refs:
-        if ref:
-            _directory(env, conn, ref)
-
-
-def _check_values(payload: Any) -> None:
-    """The kinds that name no account or unit: their values are checked alone."""
-    if isinstance(payload, ChangeSetting):
-        policy_settings.check_value(payload.key, payload.value)
-    elif isinstance(payload, GuardSettings):
-        from rempart.guard.changes import check_guard_values
-
-        check_guard_values(payload.values)
-    elif isinstance(payload, PruneAudit) and payload.before >= now_datetime().date():
-        raise InvalidResource("prune-audit takes a date in the past")
-    elif isinstance(payload, CohortExport):
-        _check_export(payload)
-
-
-ADMINISTRATIVE_ROLES = frozenset({Role.ADMIN.value, Role.SECURITY_OFFICER.value})
-
-
-def _same_side(current: str, wanted: str) -> None:
-    """Separation of duties: an account that manages the system never becomes one that cares
-    for patients, nor the reverse (a person who changes jobs gets a second account)."""
-    if (current in ADMINISTRATIVE_ROLES) != (wanted in ADMINISTRATIVE_ROLES):
-        raise InvalidResource(
-            f"a {current} account cannot become a {wanted}: separation of duties; create a "
-            "separate account for the other job"
-        )
-
-
-def _care_only(role: str, placed: bool, practitioner: str | None) -> None:
-    """Units and practitioner links are for care accounts: they mean nothing for the others,
-    and would only prepare an account for clinical access."""
-    if placed and role not in (Role.CLINICIAN.value, Role.SECRETARY.value):
-        raise InvalidResource(f"a {role} account belongs to no unit and is no practitioner")
-    if practitioner and role != Role.CLINICIAN.value:
-        raise InvalidResource("only a clinician account is linked to a practitioner")
-
-
-def _check_export(payload: CohortExport) -> None:
-    unknown = set(payload.types) - PATIENT_DATA_TYPES
-    if unknown:
-        raise InvalidResource(f"not patient record types: {', '.join(sorted(unknown))}")
-    if not payload.query and not payload.patients:
-        raise InvalidResource("name the cohort: a query, a list of patients, or both")
-    if payload.query:
-        export.parse_cohort_query(payload.query)
 
 
 # ---- execution (after the last approval) --------------------------------------------------
@@ -224,7 +130,7 @@ def _tell(env: Env, conn: Connection, account_id: str, kind: str, message: str, 
 
 def _change_role(env: Env, p: ChangeRole, request_id: str, _requester: str) -> str:
     with env.engine.begin() as conn:
-        _same_side(_account_row(conn, p.account_id).role, p.role)
+        same_side(account_row(conn, p.account_id).role, p.role)
         admin.set_role(conn, p.account_id, Role(p.role))
         ended = admin.revoke_sessions(env.identity, conn, p.account_id, "role-change")
         _tell(env, conn, p.account_id, "role-changed", f"Your role is now {p.role}.", request_id)
@@ -233,9 +139,9 @@ def _change_role(env: Env, p: ChangeRole, request_id: str, _requester: str) -> s
 
 def _link(env: Env, p: LinkPractitioner, request_id: str, _requester: str) -> str:
     with env.engine.begin() as conn:
-        _care_only(_account_row(conn, p.account_id).role, True, p.practitioner)
+        care_only(account_row(conn, p.account_id).role, True, p.practitioner)
         if p.practitioner:
-            _directory(env, conn, p.practitioner)
+            in_directory(env.store, conn, p.practitioner)
         admin.set_practitioner(conn, p.account_id, p.practitioner)
         admin.revoke_sessions(env.identity, conn, p.account_id, "practitioner-link")
         _tell(
@@ -251,8 +157,8 @@ def _link(env: Env, p: LinkPractitioner, request_id: str, _requester: str) -> st
 
 def _add_unit(env: Env, p: AddUnitMembership, request_id: str, _requester: str) -> str:
     with env.engine.begin() as conn:
-        _care_only(_account_row(conn, p.account_id).role, True, None)
-        _directory(env, conn, p.unit)
+        care_only(account_row(conn, p.account_id).role, True, None)
+        in_directory(env.store, conn, p.unit)
         added = membership.add(conn, p.account_id, p.unit, request_id)
         _tell(env, conn, p.account_id, "unit-added", f"You now belong to {p.unit}.", request_id)
     return f"account {p.account_id} {'added to' if added else 'already in'} {p.unit}"
@@ -260,7 +166,7 @@ def _add_unit(env: Env, p: AddUnitMembership, request_id: str, _requester: str) 
 
 def _reset_password(env: Env, p: ResetPassword, request_id: str, _requester: str) -> str:
     with env.engine.begin() as conn:
-        _account_row(conn, p.account_id)
+        account_row(conn, p.account_id)
         code = admin.issue_password_code(conn, p.account_id, request_id)
         ended = admin.revoke_sessions(env.identity, conn, p.account_id, "password-reset")
         notify.notify_user(
@@ -281,7 +187,7 @@ def _reset_password(env: Env, p: ResetPassword, request_id: str, _requester: str
 
 def _reset_factor(env: Env, p: ResetFactor, request_id: str, _requester: str) -> str:
     with env.engine.connect() as conn:
-        _account_row(conn, p.account_id)
+        account_row(conn, p.account_id)
     by = f"approved request {request_id}"
     env.identity.reset_factors(p.account_id, by=by)
     enrolment = env.identity.issue_enrolment_code(p.account_id, by=by)
@@ -304,7 +210,7 @@ def _reset_factor(env: Env, p: ResetFactor, request_id: str, _requester: str) ->
 
 def _enable(env: Env, p: EnableAccount, request_id: str, _requester: str) -> str:
     with env.engine.begin() as conn:
-        _account_row(conn, p.account_id)
+        account_row(conn, p.account_id)
         admin.set_disabled(conn, p.account_id, False)
         _tell(env, conn, p.account_id, "account-enabled", "Your account is enabled.", request_id)
     return f"account {p.account_id} enabled"

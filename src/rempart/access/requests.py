@@ -26,6 +26,7 @@ from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import Connection, insert, select, update
 
 from rempart.access import notify
+from rempart.access.checks import check
 from rempart.access.common import (
     RequestConflict,
     RequestNotFound,
@@ -33,7 +34,7 @@ from rempart.access.common import (
     require,
     require_fresh_factor,
 )
-from rempart.access.execute import Env, check, execute
+from rempart.access.execute import Env, execute
 from rempart.access.kinds import SPECS, AnyRequest, CohortExport, details
 from rempart.access.pdp import Principal
 from rempart.access.permissions import Permission
@@ -107,7 +108,7 @@ class Requests:
         target = spec.target(payload)
         summary = spec.summary(payload)[:300]
         with self._engine.begin() as conn:
-            check(self._env, conn, payload)
+            check(self._env.store, conn, payload)
             conn.execute(
                 insert(access_request).values(
                     id=request_id,
