@@ -111,24 +111,6 @@ class Ledger:
         with self._writing, self._reading:
             return self._load(account)
 
-    def add(
-        self,
-        window: AccountWindow,
-        account: str,
-        session: str,
-        touches: Iterable[Touch],
-        now: int,
-        *,
-        queue: bool = False,
-    ) -> None:
-        """Counts `touches` in the window; `queue`: also write them in the next batch."""
-        with self._state:
-            for t in touches:
-                window.add(session, t.kind, t.patient, now)
-            window.prune(now)
-        if queue:
-            self.queue(account, session, touches, now)
-
     def queue(self, account: str, session: str, touches: Iterable[Touch], now: int) -> None:
         """Touches already counted here, for the next batch."""
         with self._state:
