@@ -335,10 +335,16 @@ STAGES = [
     ("  data keys (select + create + wrap)", "rempart.store.keyring:Keyring.create_many"),
     ("  sealing (AES-256-GCM)", "rempart.store.ingest:seal_with"),
     ("  resource + version rows", "rempart.store.ingest:bulk_insert"),
-    ("  index rows, staged packed", "rempart.store.bulk:IndexStage.add"),
+    (
+        "  index rows, staged packed (PostgreSQL: and unpacked)",
+        "rempart.store.indexstage:IndexStage.add",
+    ),
     ("  care links", "rempart.access.relations:write_rows"),
     ("commit", "sqlalchemy.engine.base:Transaction.commit"),
-    ("index merge (unpacked, sorted, 16 transactions)", "rempart.store.bulk:IndexStage.merge"),
+    (
+        "index merge (SQLite: sorted slices; PostgreSQL: key build)",
+        "rempart.store.indexstage:IndexStage.merge",
+    ),
     (
         "accounts (waiting for the Argon2id hashes begun at the start; inserts)",
         "rempart.ingest.seeding:_Accounts.finish",

@@ -1,4 +1,4 @@
-"""The seed's deferred blind-index merge alone (`store/bulk.py`, `IndexStage`), on synthetic rows.
+"""The seed's deferred blind-index merge alone (`store/indexstage.py`), on synthetic rows.
 
 A seed of 100,000 patients spends minutes merging ~55 million index rows at its end, on one
 core; this times that step without the hours of seeding around it. N resources of 24 or 32
@@ -38,7 +38,7 @@ from sqlalchemy import (
     event,
 )
 
-from rempart.store import bulk
+from rempart.store import bulk, indexstage, packing
 
 COLUMN = {"t": "res_type", "d": "digest", "i": "res_id"}
 TYPES = {  # rough shares of the seed's resources
@@ -72,7 +72,7 @@ def packed_rows(rng: random.Random, count: int) -> list[tuple[Any, ...]]:
     rows = []
     for _ in range(count):
         digests = sorted(rng.randbytes(16) for _ in range(rng.choice((24, 32))))
-        rows.append(bulk.pack_index(rng.choice(names), f"{rng.getrandbits(128):032x}", digests))
+        rows.append(packing.pack_index(rng.choice(names), f"{rng.getrandbits(128):032x}", digests))
     return rows
 
 
@@ -106,9 +106,9 @@ def run(backend: str, key: str, resources: int) -> str:
         slow: list[tuple[str, float]] = []
         with bulk.bulk_connection(engine) as conn:
             with conn.begin():  # what the directory puts in the index before the load
-                rows = bulk.unpack_index(packed_rows(rng, 3_000))
+                rows = packing.unpack_index(packed_rows(rng, 3_000))
                 bulk.bulk_insert(conn, table, ("res_type", "digest", "res_id"), rows)
-            stage = bulk.IndexStage(conn, table)
+            stage = indexstage.IndexStage(conn, table, expected=resources * 27)
             started = time.perf_counter()
             for done in range(0, resources, BATCH):
                 with conn.begin():

@@ -22,7 +22,8 @@ from rempart.clock import now_micros
 from rempart.errors import RempartError
 from rempart.ingest.files import Item, Unreadable
 from rempart.ingest.workers import Lanes, default_workers, prepare_chunk, validate_chunk
-from rempart.store.bulk import IndexStage, bulk_connection
+from rempart.store.bulk import bulk_connection
+from rempart.store.indexstage import IndexStage
 from rempart.store.ingest import refresh_statistics, write_prepared
 from rempart.store.keyring import SEARCH_OWNER
 from rempart.store.references import Resolver

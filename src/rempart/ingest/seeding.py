@@ -22,7 +22,8 @@ from rempart.identity.accounts import NewAccount, prepare_account
 from rempart.identity.tables import account
 from rempart.ingest.workers import Lanes, default_workers, prepare_patients
 from rempart.seed import SeedAccount, generate
-from rempart.store.bulk import IndexStage, bulk_connection
+from rempart.store.bulk import bulk_connection
+from rempart.store.indexstage import IndexStage
 from rempart.store.ingest import ingest_batch, refresh_statistics, write_prepared
 from rempart.store.keyring import SEARCH_OWNER
 from rempart.store.tables import search_index
@@ -31,6 +32,9 @@ from rempart.wiring import Services
 # Patients per transaction (about 21 resources and 700 index rows each). Worker processes
 # prepare the next batches while the writing process stores one.
 BATCH_PATIENTS = 250
+# Blind-index rows a patient brings, rounded down (555 at 10,000 patients): what the load tells
+# the index stage to expect, which drops the PostgreSQL index's key for the load if it holds fewer.
+INDEX_ROWS_PER_PATIENT = 500
 CREDENTIALS_WARNING = (
     "SYNTHETIC DEMO ACCOUNTS ONLY. This file holds passwords and TOTP secrets in clear, for "
     "demos and tests. Never use it, or these accounts, with real patient data."
@@ -81,7 +85,7 @@ def seed_hospital(
         Lanes(search_key, workers=workers, patients=patients, seed=seed) as lanes,
         bulk_connection(services.engine) as conn,
     ):
-        stage = IndexStage(conn, search_index)
+        stage = IndexStage(conn, search_index, expected=patients * INDEX_ROWS_PER_PATIENT)
         try:
             # Each batch's lastUpdated is read from this process's clock as the batch is
             # handed out (seconds before its commit), so batches stay in order.

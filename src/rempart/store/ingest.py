@@ -30,15 +30,10 @@ from rempart.crypto import BlindIndex
 from rempart.crypto.aead import check_key, seal_with
 from rempart.errors import Forbidden
 from rempart.fhir import patient_compartment
-from rempart.store.bulk import (
-    IndexStage,
-    bulk_insert,
-    existing_ids,
-    pack_index,
-    unpack_index,
-    widest_part,
-)
+from rempart.store.bulk import bulk_insert, existing_ids
 from rempart.store.codec import aad, index_digests, seal_resource
+from rempart.store.indexstage import IndexStage
+from rempart.store.packing import pack_index, unpack_index, widest_part
 from rempart.store.repository import ResourceStore, owner_of
 from rempart.store.tables import resource, resource_version, search_index
 
@@ -101,10 +96,10 @@ class Prepared:
     stamp: int  # microseconds: the batch's lastUpdated, in meta and in the rows
     # (type, id, compartment, JSON bytes with meta.versionId "1" and meta.lastUpdated)
     entries: list[tuple[str, str, str | None, bytes]] = field(default_factory=list)
-    # One row per resource, its index digests packed by slice (`bulk.pack_index`): 27 tuples
+    # One row per resource, its index digests packed by slice (`packing.pack_index`): 27 tuples
     # per resource cost more to pickle, unpickle and bind than everything else of a batch.
     index_packed: list[tuple[Any, ...]] = field(default_factory=list)
-    index_widest: int = 0  # bulk.widest_part(index_packed)
+    index_widest: int = 0  # packing.widest_part(index_packed)
     link_rows: list[tuple[Any, ...]] = field(default_factory=list)
     parent_rows: list[tuple[Any, ...]] = field(default_factory=list)
 

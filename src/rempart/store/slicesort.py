@@ -1,4 +1,4 @@
-"""SQLite's deferred index merge, its sorts run in parallel (`bulk.IndexStage`).
+"""SQLite's deferred index merge, its sorts run in parallel (`indexstage.IndexStage`).
 
 The merge inserts each slice of the digest space into the index in key order, and sorting a
 slice costs about three times as much as inserting it once sorted (400,000 resources, 11.2

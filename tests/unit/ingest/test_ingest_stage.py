@@ -1,4 +1,4 @@
-"""Packed blind-index rows (`store/bulk.py`): what goes in comes out, on both databases.
+"""Packed blind-index rows (`store/packing.py`, `indexstage.py`): what goes in comes out.
 
 The seed and the import hand the database one row per resource with its digests packed by
 slice of the digest space, and let SQL unpack them into `search_index`; these tests hold the
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.exc import IntegrityError
 
 from rempart.crypto import BlindIndex
@@ -27,16 +27,10 @@ from rempart.fhir.extract import extract_pairs
 from rempart.ingest.workers import MemoBlindIndex
 from rempart.seed import generate
 from rempart.store import slicesort
-from rempart.store.bulk import (
-    DIGEST,
-    PARTS,
-    IndexStage,
-    bulk_connection,
-    pack_index,
-    unpack_index,
-    widest_part,
-)
+from rempart.store.bulk import bulk_connection
 from rempart.store.codec import INDEX_PAD, index_digests
+from rempart.store.indexstage import IndexStage
+from rempart.store.packing import DIGEST, PARTS, pack_index, unpack_index, widest_part
 from rempart.store.tables import search_index
 from rempart.wiring import Services
 
@@ -82,13 +76,34 @@ def bulk(services: Services) -> Iterator[Connection]:
         yield conn
 
 
-@pytest.mark.parametrize("deferred", [True, False])
-def test_the_database_unpacks_exactly_the_committed_rows(bulk: Connection, deferred: bool) -> None:
+def _key(conn: Connection) -> str | None:
+    """The PostgreSQL index's primary key as the catalog has it, or None."""
+    with conn.begin():
+        return conn.exec_driver_sql(  # type: ignore[no-any-return]
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+            "WHERE conname = 'pk_search_index' AND contype = 'p'"
+        ).scalar()
+
+
+KEY = "PRIMARY KEY (digest, res_type, res_id)"
+
+
+@pytest.mark.parametrize(("deferred", "expected"), [(True, None), (False, None), (True, 1_000_000)])
+def test_the_database_unpacks_exactly_the_committed_rows(
+    bulk: Connection, deferred: bool, expected: int | None
+) -> None:
+    """Deferred, the load's rows become findable at the merge; not deferred, as each batch
+    commits; deferred with a large `expected` on PostgreSQL (the seed), as each batch commits
+    too, into an index whose key is dropped for the load and built again by the merge."""
     rng = random.Random(2)
     committed, rolled_back = _resource_rows(rng, 300), _resource_rows(rng, 50)
     rolled_back = [(t, i.replace("stage-", "stage-x"), d) for t, i, d in rolled_back]
-    stage = IndexStage(bulk, search_index, deferred=deferred)
+    postgresql = bulk.dialect.name == "postgresql"
+    keyless = postgresql and expected is not None
+    stage = IndexStage(bulk, search_index, deferred=deferred, expected=expected)
     try:
+        if postgresql:
+            assert _key(bulk) == (None if keyless else KEY)
         for chunk in (committed[:120], committed[120:]):
             with bulk.begin():
                 stage.add([pack_index(t, i, d) for t, i, d in chunk])
@@ -96,10 +111,13 @@ def test_the_database_unpacks_exactly_the_committed_rows(bulk: Connection, defer
         stage.add([pack_index(t, i, d) for t, i, d in rolled_back])
         failing.rollback()  # the batch fails after its index rows were staged
         with bulk.begin():
-            # Not deferred: findable as soon as committed. Deferred: only after the merge.
-            assert _stored(bulk) == (_expected(committed) if not deferred else set())
+            # Findable as soon as committed, or only after the merge.
+            findable = not deferred or keyless
+            assert _stored(bulk) == (_expected(committed) if findable else set())
     finally:
         stage.merge()
+    if postgresql:
+        assert _key(bulk) == KEY
     with bulk.begin():
         assert _stored(bulk) == _expected(committed)
         # The stage is gone with the load: nothing of it stays in the session.
@@ -131,7 +149,7 @@ def test_a_sqlite_stage_is_sorted_by_threads_from_a_private_scratch_file(
     to the load's connection; the merge sorts its slices in threads (each on a connection of
     its own) and the load's connection inserts them in key order; every trace is gone after."""
     if bulk.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL builds its key in one statement (test above)")
+        pytest.skip("SQLite's scratch stage only")
     rows = _resource_rows(random.Random(5), 400)
     stage = IndexStage(bulk, search_index)
     (directory,) = _scratch_dirs(bulk)
@@ -209,12 +227,13 @@ def test_a_killed_load_s_scratch_is_cleared_by_the_next(bulk: Connection) -> Non
 
 @pytest.mark.parametrize("held", [6, 300])
 def test_a_deferred_merge_keeps_the_rows_held_before_and_the_key(
-    bulk: Connection, held: int, monkeypatch: pytest.MonkeyPatch
+    bulk: Connection, held: int
 ) -> None:
-    """On PostgreSQL the merge drops and rebuilds the primary key when the index holds fewer
-    rows than the stage holds resources (6 rows held, 100 resources staged), and inserts slice
-    by slice otherwise (300 rows held): either way every row, old and new, is there after it,
-    and so is the key. SQLite always merges slice by slice."""
+    """On PostgreSQL the load drops the primary key, and the merge builds it again, when the
+    index holds no more rows than the load is expected to bring (6 rows held, 100 expected);
+    with more held (300) the key stays and the merge inserts slice by slice. Either way every
+    row, old and new, is there after it, and so is the key. SQLite always merges slice by
+    slice."""
     rng = random.Random(3)
     before = [
         (t, f"stage-old-{n}", [rng.randbytes(DIGEST)])
@@ -226,22 +245,15 @@ def test_a_deferred_merge_keeps_the_rows_held_before_and_the_key(
             search_index.insert(),
             [{"res_type": t, "digest": d, "res_id": i} for t, i, ds in before for d in ds],
         )
-    built: list[bool] = []
-    real = IndexStage._build_fresh
-
-    def spy(self: IndexStage) -> bool:
-        built.append(real(self))
-        return built[-1]
-
-    monkeypatch.setattr(IndexStage, "_build_fresh", spy)
-    stage = IndexStage(bulk, search_index)
+    postgresql = bulk.dialect.name == "postgresql"
+    stage = IndexStage(bulk, search_index, expected=100)
     try:
+        if postgresql:
+            assert _key(bulk) == (None if held <= 100 else KEY)
         with bulk.begin():
             stage.add([pack_index(t, i, d) for t, i, d in staged])
     finally:
         stage.merge()
-    postgresql = bulk.dialect.name == "postgresql"
-    assert built == ([held < 100] if postgresql else [])
     with bulk.begin():
         assert _stored(bulk) == _expected(before) | _expected(staged)
     # The key is in force again: the same row twice is refused.
@@ -249,20 +261,14 @@ def test_a_deferred_merge_keeps_the_rows_held_before_and_the_key(
     with pytest.raises(IntegrityError), bulk.begin():
         bulk.execute(search_index.insert(), [{"res_type": t, "digest": ds[0], "res_id": i}])
     if postgresql:
-        with bulk.begin():
-            key = bulk.exec_driver_sql(
-                "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
-                "WHERE conname = 'pk_search_index' AND contype = 'p'"
-            ).scalar()
-        assert key == "PRIMARY KEY (digest, res_type, res_id)"
+        assert _key(bulk) == KEY
 
 
 def test_a_merge_that_fails_leaves_the_index_as_it_was(bulk: Connection) -> None:
     """A merge that fails on a row the key refuses (here: the same resource staged twice)
-    keeps the key and the rows held before. On PostgreSQL the whole build is one transaction
-    and rolls back, the dropped key with it; on SQLite the failing slice's transaction does
-    (slices merged before it would stay, each complete: here every slice holds the
-    duplicate)."""
+    keeps the key and the rows held before. On PostgreSQL the failing slice's transaction
+    rolls back; on SQLite too (slices merged before it would stay, each complete: here every
+    slice holds the duplicate)."""
     rng = random.Random(4)
     before = [("Patient", "stage-old", [rng.randbytes(DIGEST)])]
     with bulk.begin():
@@ -281,6 +287,41 @@ def test_a_merge_that_fails_leaves_the_index_as_it_was(bulk: Connection) -> None
     t, i, ds = before[0]
     with pytest.raises(IntegrityError), bulk.begin():
         bulk.execute(search_index.insert(), [{"res_type": t, "digest": ds[0], "res_id": i}])
+
+
+def test_a_keyless_load_that_the_key_refuses_fails_with_the_key_built(bulk: Connection) -> None:
+    """PostgreSQL, keyless: the same resource loaded twice went into the index twice; the
+    merge's key build refuses it and the load fails, with one copy of each row kept and the
+    key built, so the index is never left without it. A later merge of the next load (which
+    finds no key to drop) builds it too."""
+    if bulk.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL drops its key for a load")
+    rng = random.Random(8)
+    twice = [next(row for row in _resource_rows(rng, 40) if row[2])] * 2
+    stage = IndexStage(bulk, search_index, expected=1_000)
+    with bulk.begin():
+        stage.add([pack_index(t, i, d) for t, i, d in twice])
+    assert _key(bulk) is None
+    with pytest.raises(IntegrityError):
+        stage.merge()
+    assert _key(bulk) == KEY
+    with bulk.begin():
+        assert _stored(bulk) == _expected(twice[:1])
+        count = bulk.execute(
+            select(func.count()).where(search_index.c.res_id.like("stage-%"))
+        ).scalar()
+    assert count == len(twice[0][2])
+    # A load killed before its merge leaves the index keyless; the next one takes it so.
+    with bulk.begin():
+        bulk.exec_driver_sql("ALTER TABLE search_index DROP CONSTRAINT pk_search_index")
+    more = _resource_rows(rng, 30)
+    stage = IndexStage(bulk, search_index, expected=1_000)
+    with bulk.begin():
+        stage.add([pack_index(t, i, d) for t, i, d in more])
+    stage.merge()
+    assert _key(bulk) == KEY
+    with bulk.begin():
+        assert _stored(bulk) == _expected(twice[:1]) | _expected(more)
 
 
 def test_a_bulk_connection_gives_its_settings_back(services: Services) -> None:
