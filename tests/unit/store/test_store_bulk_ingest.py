@@ -170,6 +170,63 @@ def test_an_import_through_worker_processes_validates_every_resource_and_reads_b
         assert {"resource", "search_index", "care_link"} <= _statistics_tables(conn)
 
 
+def _index_rows(services: Services) -> dict[tuple[str, str], set[bytes]]:
+    rows: dict[tuple[str, str], set[bytes]] = {}
+    with services.engine.connect() as conn:
+        for row in conn.execute(select(search_index)):
+            rows.setdefault((row.res_type, row.res_id), set()).add(row.digest)
+    return rows
+
+
+@pytest.mark.parametrize("keyless", [False, True])
+def test_an_import_s_last_phase_is_indexed_as_its_resources_read(
+    services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyless: bool
+) -> None:
+    """The last phase (everything but the directory and the patients) has its index rows
+    deferred to the end of the import (on PostgreSQL, `keyless`: into an index whose key is
+    dropped for the phase, as when importing into a new server). After the import every
+    resource's index rows are exactly those of its stored version and the key is in force.
+    A new resource the file holds twice (the second a new version) is not deferred: it has
+    its second version's rows only."""
+    monkeypatch.setattr(importer, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(importer, "BATCH", 25)
+    # The index holds the directory's rows: a large expectation makes PostgreSQL drop its key.
+    monkeypatch.setattr(importer, "INDEX_ROWS_PER_RESOURCE", 10_000 if keyless else 1)
+    hospital = generate(3, SEED)
+    resources = hospital.directory() + [r for b in hospital.patient_batches(3) for r in b]
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    twice = {**observations[0], "id": "import-twice"}
+    others = [{**o, "id": f"import-other-{n}"} for n, o in enumerate(observations[:30])]
+    files = {
+        "hospital.ndjson": resources,
+        # 30 others between the two versions: they are written in different batches.
+        "twice.ndjson": [twice, *others, {**twice, "status": "amended"}],
+    }
+    decision = system_decision("test read-back")
+    for name, bodies in files.items():
+        path = tmp_path / name
+        path.write_text("".join(json.dumps(r) + "\n" for r in bodies))
+        summary = importer.import_items(services.store, read(path))
+        assert summary.rejected == []
+        assert sum(summary.imported.values()) == len(bodies)
+        rows = _index_rows(services)
+        for body in bodies:
+            key = (body["resourceType"], body["id"])
+            stored = services.store.read(decision, *key).json()
+            assert rows[key] == set(index_digests(services.store.blind, *key, stored))
+    stored = services.store.read(decision, "Observation", "import-twice")
+    assert (stored.version, stored.json()["status"]) == (2, "amended")
+    if services.engine.dialect.name == "postgresql":
+        with services.engine.connect() as conn:
+            key = conn.execute(
+                text(
+                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                    "WHERE conname = 'pk_search_index'"
+                )
+            ).scalar_one()
+        assert key == "PRIMARY KEY (digest, res_type, res_id)"
+
+
 def test_a_batch_mixing_new_and_existing_resources_stores_each_once(seeded: Services) -> None:
     """The new resource comes first: its row is in before the existing one conflicts, and must
     be taken back (PostgreSQL: the savepoint) before the batch goes the slow way."""
