@@ -6,13 +6,12 @@ point at them, patients before their records), because conditional references
 whose reference cannot be resolved after its dependencies are in is rejected, not stored
 half-way; the summary names it and says why.
 
-The last phase (encounters, observations, ...: most of an import) is searched by nothing later
-in the import, so its blind-index rows are merged into the index at its end, as the seed's are
-(`IndexStage`): unpacked into the index row by row, each batch's rows landed on every leaf of
-its B-tree, and an import of 104,788 resources took 72 s on SQLite where it now takes 40 s.
-On PostgreSQL, into an index holding fewer rows than the phase brings (a new server's first
-import), the index's key is dropped for the phase and built at its end: a server searching the
-same database meanwhile scans the index.
+Nothing searches a phase while it is written, so each phase's blind-index rows are merged
+into the index at its end, as the seed's are (`IndexStage`); unpacked into the index batch by
+batch, each batch's rows landed on every leaf of its B-tree, and an import of 104,788 resources
+took 72 s on SQLite where it took 38-45 s after. On PostgreSQL, into an index holding fewer
+rows than the phase brings (a new server's first import), the index's key is dropped for the
+phase and built at its end: a server searching the same database meanwhile scans the index.
 """
 
 from __future__ import annotations
@@ -103,30 +102,25 @@ def import_items(
         decision = system_decision("operator import from files")
         known = {f"{p.resource['resourceType']}/{p.resource['id']}" for p in pending}
         resolver = Resolver(store, decision, urn_map=urn_map, known=known)
+        phases = [[p for p in pending if p.resource["resourceType"] in f] for f in PHASES]
+        phases.append(
+            [p for p in pending if not any(p.resource["resourceType"] in f for f in PHASES)]
+        )
         with bulk_connection(store.engine) as conn:
-            # The phases' index rows unpacked into the index batch by batch: later phases
-            # resolve conditional references by searching the earlier ones.
-            stage = IndexStage(conn, search_index, deferred=False)
-            try:
-                for phase in PHASES:
-                    batch = [p for p in pending if p.resource["resourceType"] in phase]
-                    _store_phase(store, conn, lanes, resolver, stage, batch, summary, progress)
-            finally:
-                stage.merge()  # nothing left to merge: drops the temporary tables
-            # The rest (encounters, observations, ...: most of an import) is searched by
-            # nothing later, so its index rows are deferred as the seed's are.
-            rest = [p for p in pending if not any(p.resource["resourceType"] in f for f in PHASES)]
-            # Unless a resource comes twice: its second coming, a new version, replaces the
-            # first's index rows in the index, so they must be there by then.
-            once = len({(p.resource["resourceType"], p.resource["id"]) for p in rest}) == len(rest)
-            expected = len(rest) * INDEX_ROWS_PER_RESOURCE
-            stage = IndexStage(conn, search_index, deferred=once, expected=expected)
-            try:
-                _store_phase(
-                    store, conn, lanes, resolver, stage, rest, summary, progress, ahead=True
+            for batch in phases:
+                # Index rows merged at the phase's end, unless a resource comes twice: its
+                # second coming, a new version, replaces the first's rows in the index, so
+                # they must be there by then.
+                ids = {(p.resource["resourceType"], p.resource["id"]) for p in batch}
+                expected = len(batch) * INDEX_ROWS_PER_RESOURCE
+                stage = IndexStage(
+                    conn, search_index, deferred=len(ids) == len(batch), expected=expected
                 )
-            finally:
-                stage.merge()
+                try:
+                    _store_phase(store, conn, lanes, resolver, stage, batch, summary, progress)
+                finally:
+                    # Also when a batch failed: what was committed becomes findable.
+                    stage.merge()
     refresh_statistics(store.engine)
     return summary
 
@@ -160,15 +154,13 @@ def _store_phase(
     batch: list[_Pending],
     summary: Summary,
     progress: Callable[[int], None] | None,
-    *,
-    ahead: bool = False,
 ) -> None:
     """Resolve each chunk's references here, prepare it in a worker, write it here.
 
-    Chunks are resolved a few ahead of their writing: a conditional reference resolves against
-    the phases before its own (which are committed), not against its own phase. `ahead`:
-    every chunk is resolved before the first is written (the last phase, whose index may be
-    keyless while it is written, `IndexStage`: no search may run on it meanwhile).
+    Every chunk is resolved before the first is written: a conditional reference resolves
+    against the phases before its own (committed, and merged into the index), never against
+    its own, whose index rows are merged at its end (on PostgreSQL into an index that may be
+    keyless meanwhile, which no search should scan).
     """
     chunks = [batch[i : i + BATCH] for i in range(0, len(batch), BATCH)]
 
@@ -187,9 +179,7 @@ def _store_phase(
                 ready.append(pending.resource)
         return ready
 
-    ready: Iterable[list[dict[str, Any]]] = (resolved(chunk) for chunk in chunks)
-    if ahead:
-        ready = list(ready)
+    ready = [resolved(chunk) for chunk in chunks]
     # Each chunk's lastUpdated is read as it is handed out, so chunks stay in order.
     jobs = ((resources, now_micros()) for resources in ready)
     for chunk, prepared in zip(chunks, lanes.map(prepare_chunk, jobs), strict=True):

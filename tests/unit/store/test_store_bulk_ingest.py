@@ -179,18 +179,18 @@ def _index_rows(services: Services) -> dict[tuple[str, str], set[bytes]]:
 
 
 @pytest.mark.parametrize("keyless", [False, True])
-def test_an_import_s_last_phase_is_indexed_as_its_resources_read(
+def test_an_import_s_phases_are_indexed_as_their_resources_read(
     services: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, keyless: bool
 ) -> None:
-    """The last phase (everything but the directory and the patients) has its index rows
-    deferred to the end of the import (on PostgreSQL, `keyless`: into an index whose key is
-    dropped for the phase, as when importing into a new server). After the import every
+    """Each phase of an import (directory, patients, the rest) has its index rows deferred
+    to the phase's end (on PostgreSQL, `keyless`: into an index whose key is dropped for the
+    phase, as when importing into a new server). After the import every
     resource's index rows are exactly those of its stored version and the key is in force.
     A new resource the file holds twice (the second a new version) is not deferred: it has
     its second version's rows only."""
     monkeypatch.setattr(importer, "PARALLEL_FROM", 1)
     monkeypatch.setattr(importer, "BATCH", 25)
-    # The index holds the directory's rows: a large expectation makes PostgreSQL drop its key.
+    # A large expectation makes PostgreSQL drop the key for each phase, a small one keeps it.
     monkeypatch.setattr(importer, "INDEX_ROWS_PER_RESOURCE", 10_000 if keyless else 1)
     hospital = generate(3, SEED)
     resources = hospital.directory() + [r for b in hospital.patient_batches(3) for r in b]
