@@ -45,7 +45,7 @@ PHASES: list[frozenset[str]] = [
     frozenset({"Patient"}),
 ]
 BATCH = 500
-# Blind-index rows a resource brings, rounded down (the seed's hospital: 27): what the last phase
+# Blind-index rows a resource brings, rounded down (the seed's hospital: 27): what each phase
 # tells its index stage to expect.
 INDEX_ROWS_PER_RESOURCE = 25
 # Below this many resources, worker processes are not worth it: starting two costs ~3 s of CPU
