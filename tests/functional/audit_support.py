@@ -15,6 +15,7 @@ from rempart.access.roles import Role
 from rempart.audit.tables import audit_event
 from rempart.wiring import Services
 from tests.functional.conftest import Hospital, login
+from tests.passwords import acceptable_password
 
 FHIR = {"Accept": "application/fhir+json"}
 
@@ -34,7 +35,7 @@ def services_of(hospital: Hospital) -> Services:
 
 def new_account(services: Services, role: Role, **links: str | None) -> dict[str, Any]:
     username = f"audit.{role.value}.{secrets.token_hex(3)}"
-    password = "Vx9!" + secrets.token_urlsafe(18)
+    password = acceptable_password(username, f"Audit {role.value.title()}", prefix="Vx9!")
     secret = pyotp.random_base32()
     services.identity.create_account(
         username=username,

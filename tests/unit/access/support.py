@@ -3,7 +3,6 @@ written by the operator's path, logins that pass a fresh second factor."""
 
 from __future__ import annotations
 
-import secrets
 import time
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from rempart.access.roles import Role
 from rempart.clock import now_micros
 from rempart.store.repository import Stored
 from rempart.wiring import Services
+from tests.passwords import acceptable_password
 
 SYSTEM = system_decision("test fixture: records as the hospital wrote them")
 ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
@@ -56,7 +56,7 @@ def new_staff(
     prefix: str = "t",
 ) -> Staff:
     username = f"{prefix}.{role.value}.{uuid.uuid4().hex[:10]}"
-    password = f"Xy7-{secrets.token_urlsafe(24)}"
+    password = acceptable_password(username, f"Test {role.value}")
     secret = pyotp.random_base32()
     account_id = services.identity.create_account(
         username=username,

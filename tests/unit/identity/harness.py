@@ -33,6 +33,7 @@ from rempart.identity.settings import (
 )
 from rempart.store.keyring import DIRECTORY_OWNER
 from rempart.wiring import Services, open_services
+from tests.passwords import acceptable_password
 from tests.unit.identity.softkey import ORIGIN, RP_ID
 
 FAST_ARGON2 = Argon2Params(memory_kib=19 * 1024, time_cost=2, parallelism=1)
@@ -113,7 +114,7 @@ class Stack:
 
     def user(self, role: Role = Role.CLINICIAN, *, totp: bool = True, **extra: Any) -> User:
         username = f"{role.value}.{secrets.token_hex(4)}"
-        password = secrets.token_urlsafe(18)
+        password = acceptable_password(username, f"Camille {username.upper()}", prefix="")
         secret = pyotp.random_base32() if totp else None
         account_id = self.identity.create_account(
             username=username,
