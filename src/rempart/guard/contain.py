@@ -4,9 +4,13 @@ per request, no cache), and a pending step-up is a `guard_containment` row."""
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, Engine, select, update
 
 from rempart.guard.tables import guard_containment
 from rempart.identity.tables import account, session
@@ -90,3 +94,53 @@ def step_up_recently_passed(conn: Connection, session_id: str, since: int) -> bo
         ).first()
         is not None
     )
+
+
+STEP_UP_RELOAD_SECONDS = 1.0
+
+
+class StepUps:
+    """The sessions the guard asked for a fresh second factor (`guard_containment` rows), as
+    this process knows them: reloaded once a second, so a request usually costs a dict
+    lookup; a session found pending is checked against the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._pending: dict[str, int] = {}
+        self._loaded = -STEP_UP_RELOAD_SECONDS
+        self._lock = threading.Lock()
+
+    def pending(self, session_id: str, now: int, outer: Connection | None) -> bool:
+        """Whether `session_id` still owes its second factor (released once passed)."""
+        if time.monotonic() - self._loaded >= STEP_UP_RELOAD_SECONDS:
+            with self._lock:
+                if time.monotonic() - self._loaded >= STEP_UP_RELOAD_SECONDS:
+                    with self.engine.connect() as conn:
+                        self._pending = pending_step_ups(conn)
+                    self._loaded = time.monotonic()
+        required = self._pending.get(session_id)
+        if required is None:
+            return False
+        with self._transaction(outer) as conn:
+            if factor_at(conn, session_id) <= required:
+                return True
+            release_step_up(conn, session_id, now)
+        with self._lock:
+            self._pending.pop(session_id, None)
+        return False
+
+    def asked(self, session_id: str, now: int) -> None:
+        with self._lock:
+            self._pending[session_id] = now
+
+    def passed_since(self, session_id: str, since: int, outer: Connection | None) -> bool:
+        with self._transaction(outer) as conn:
+            return step_up_recently_passed(conn, session_id, since)
+
+    @contextmanager
+    def _transaction(self, outer: Connection | None) -> Iterator[Connection]:
+        if outer is not None:
+            yield outer
+            return
+        with self.engine.begin() as conn:
+            yield conn

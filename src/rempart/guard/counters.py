@@ -16,7 +16,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -46,8 +46,7 @@ PRUNE_EVERY = HOUR
 READ_KINDS = ("read", "bg")
 
 
-@dataclass(frozen=True)
-class Touch:
+class Touch(NamedTuple):  # a tuple: built on every newly opened patient, the cheapest
     kind: str
     patient: str | None
 
@@ -242,3 +241,26 @@ def prune(engine: Engine, now: int) -> int:
                 delete(guard_touch).where(guard_touch.c.at < now - RETAIN_DAYS * DAY)
             ).rowcount
         )
+
+
+def highest(conn: Connection) -> int:
+    """The highest touch id written so far (0 for none)."""
+    return int(conn.execute(select(func.max(guard_touch.c.id))).scalar() or 0)
+
+
+def recent(conn: Connection, account: str, now: int) -> tuple[int, list[Any]]:
+    """The account's floor (its last release) and its touches of the last 24 h since then:
+    rows (id, session_id, kind, patient, at)."""
+    t = guard_touch.c
+    floor = int(
+        conn.execute(
+            select(guard_reset.c.since).where(guard_reset.c.account_id == account)
+        ).scalar()
+        or 0
+    )
+    rows = conn.execute(
+        select(t.id, t.session_id, t.kind, t.patient, t.at).where(
+            t.account_id == account, t.at >= max(now - DAY, floor)
+        )
+    ).all()
+    return floor, list(rows)

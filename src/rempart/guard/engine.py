@@ -10,7 +10,9 @@ The common case costs no query: a record of a patient this session already opene
 last minute, no decoy, no pending step-up (the pending set is reloaded once a second). A newly
 opened patient costs no query either while every count is clearly under its threshold: it is
 counted in this process's copy of the windows and written in the ledger's next batch
-(`ledger.py`); near a threshold the guard counts in the database, exactly, as before.
+(`ledger.py`); near a threshold the guard counts in the database, exactly, as before. A count
+that finds every threshold far also grants the session that many more new patients without a
+count (`grantable`), until anything else reaches the account's window or the minute ends.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ log = logging.getLogger("rempart.guard")
 READ_ACTIONS = frozenset({"read", "vread", "history", "search"})
 # Records whose success means patient data is about to leave (or was just written).
 DATA_ACTIONS = READ_ACTIONS | {"create", "update", "transaction", "batch"}
-STEP_UP_RELOAD_SECONDS = 1.0
 CONTAINED_ENTRIES = 10_000
 HELD_SECONDS = 10.0
 # Counted in memory unless a count plus a margin would pass a threshold (then exactly, in the
@@ -60,6 +61,14 @@ LAG_MICROS = 200_000  # ledger: FLUSH_SECONDS + the write + MAX_STALE_SECONDS, r
 RATE_MICROS = 1_000_000
 FAST_KINDS = frozenset({"read", "search"})  # refusals, misses, break-the-glass: always exact
 UNCOUNTED = frozenset({"off-hours", "search-breadth"})  # fire on the request alone
+
+
+def grantable(room: int) -> int:
+    """New patients a session may read without a count, from `room` (the slack at twice
+    the margin, `signals.slack`): each raises every count by one at most, and twice the
+    margin, through the pace, by 2 * LAG_MICROS / RATE_MICROS at most (+2 for rounding); so
+    each of them would have found the headroom the count finds now."""
+    return max(0, (room - 2) * RATE_MICROS // (RATE_MICROS + 2 * LAG_MICROS))
 
 
 @dataclass
@@ -94,8 +103,7 @@ class Guard:
         self._baselines = Baselines()
         self._respond = Responder(engine, notifier)
         self.ledger = Ledger(self.counting, self._write_days)
-        self._pending: dict[str, int] = {}
-        self._pending_loaded = -STEP_UP_RELOAD_SECONDS
+        self.step_ups = contain.StepUps(engine)
         self._lock = threading.Lock()
         # Sessions and accounts this process just contained: refused here at once, even before
         # the rows that tell every process are written (a write's containment is written after
@@ -117,6 +125,11 @@ class Guard:
     ) -> Verdict | None:
         """The verdict on one request's records; `conn`: the caller's open transaction (a
         write), which the guard's counting joins (nothing is written beside it)."""
+        if len(records) == 1:  # a read: one record, no grouping
+            r = records[0]
+            if not (r.account_id and r.session_id):
+                return None
+            return self._observe(r.account_id, r.session_id, [r], conn)
         groups: dict[tuple[str, str], list[AuditRecord]] = {}
         for r in records:
             if r.account_id and r.session_id:
@@ -135,12 +148,20 @@ class Guard:
         first = recs[0]
         who = Subject(account, first.username or account, first.role or "unknown", session)
         t = self.units.apply(self.thresholds(), account, who.role)
-        data = any(r.outcome == "success" and r.action in DATA_ACTIONS for r in recs)
+        data = False
+        for r in recs:
+            if r.outcome == "success" and r.action in DATA_ACTIONS:
+                data = True
+                break
         if data:
-            held = self._held(session) or self._held(f"account:{account}")
+            held = (
+                (self._held(session) or self._held(f"account:{account}"))
+                if self._contained
+                else None
+            )
             if held is not None:
                 return Verdict(Level.SUSPEND, "contained", GuardContained(held))
-            if self._step_up_pending(session, now, conn):
+            if self.step_ups.pending(session, now, conn):
                 return Verdict(Level.STEP_UP, "step-up", GuardStepUpRequired())
         firings: list[Firing] = []
         hit = self.decoys.hit(recs)
@@ -172,7 +193,7 @@ class Guard:
                 touches.append(Touch("denied", None))
             elif r.outcome == "failed" and r.action in DATA_ACTIONS:
                 touches.append(Touch("missing", None))
-        return touches, max(per_search.values(), default=0)
+        return touches, max(per_search.values()) if per_search else 0
 
     def _score(
         self,
@@ -186,17 +207,25 @@ class Guard:
         """Counts in memory (the ledger's window) when every count is clearly under its
         threshold; else writes the touches and counts in the database, exactly."""
         day, hour, midnight = counters.local_day_and_hour(now, self._zone)
-        read = any(x.kind in counters.READ_KINDS for x in touches)
         ledger = self.ledger
         # Inside a write's transaction (writes, Bundles: not the hot path) the guard counts in
         # the database, in that transaction; the ledger's poll brings the rows once committed.
         window = None if outer is not None else ledger.window(who.account)
-        if outer is None:
-            self._maybe_prune(now)  # old touches, once an hour
+        if outer is None and now - self._pruned_at >= counters.PRUNE_EVERY:
+            self._prune(now)  # old touches, once an hour
         if window is not None:
             if ledger.crowded(who.account):
                 ledger.sync()  # at most MAX_PENDING unwritten touches per account
-            counts, pace = ledger.count_in(
+            # One new patient read (no search, no break-the-glass): under the session's
+            # grant, an insort and no count.
+            one = touches[0] if len(touches) == 1 and not widest else None
+            only = one.patient if one is not None and one.kind == "read" else None
+            plain = only is not None
+            if only is not None and ledger.spend(window, who, t, only, now, (day, hour, midnight)):
+                return []
+        read = any(x.kind in counters.READ_KINDS for x in touches)
+        if window is not None:
+            counts, pace, version = ledger.count_in(
                 window, who.session, touches, now, t.short_micros, midnight
             )
             if all(x.kind in FAST_KINDS for x in touches):
@@ -232,6 +261,9 @@ class Guard:
                         ledger.queue(who.account, who.session, touches, now)
                         if read and counts.today:
                             ledger.note_day(who.account, who.role, day, hour, counts.today)
+                        if plain and quiet:
+                            room = signals.slack(counts, t, who, base, 2 * margin)
+                            ledger.grant(window, who.session, t, version, grantable(room))
                         return out
         return self._exact(who, touches, widest, t, now, outer, window is not None)
 
@@ -296,7 +328,8 @@ class Guard:
     ) -> Verdict:
         top = max(firings, key=lambda f: f.level)
         level = top.level
-        if level == Level.STEP_UP and self._step_up_passed_recently(who.session, now, t, conn):
+        since = now - t.cooldown_micros
+        if level == Level.STEP_UP and self.step_ups.passed_since(who.session, since, conn):
             level = Level.ALERT  # a step-up was passed for this episode already: alert only
         apply = self._respond.plan(who, firings, top, level, t, now)
         if level == Level.ALERT:
@@ -305,7 +338,7 @@ class Guard:
             if len(self._contained) > CONTAINED_ENTRIES:
                 self._contained.clear()
             if level == Level.STEP_UP:
-                self._pending[who.session] = now
+                self.step_ups.asked(who.session, now)
             elif level == Level.SUSPEND:
                 self._contained[who.session] = (level.label, time.monotonic())
             else:
@@ -325,32 +358,6 @@ class Guard:
             detail=f"{top.signal}: {top.message}"[:300],
         )
         return Verdict(level, top.signal, error, [trace], apply)
-
-    # ---- step-up ---------------------------------------------------------------------------
-
-    def _step_up_pending(self, session: str, now: int, outer: Connection | None) -> bool:
-        if time.monotonic() - self._pending_loaded >= STEP_UP_RELOAD_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._pending_loaded >= STEP_UP_RELOAD_SECONDS:
-                    with self.engine.connect() as conn:
-                        self._pending = contain.pending_step_ups(conn)
-                    self._pending_loaded = time.monotonic()
-        required = self._pending.get(session)
-        if required is None:
-            return False
-        with self._transaction(outer) as conn:
-            if contain.factor_at(conn, session) <= required:
-                return True
-            contain.release_step_up(conn, session, now)
-        with self._lock:
-            self._pending.pop(session, None)
-        return False
-
-    def _step_up_passed_recently(
-        self, session: str, now: int, t: Thresholds, outer: Connection | None
-    ) -> bool:
-        with self._transaction(outer) as conn:
-            return contain.step_up_recently_passed(conn, session, now - t.cooldown_micros)
 
     # ---- housekeeping --------------------------------------------------------------------------
 
@@ -382,9 +389,7 @@ class Guard:
     def notify(self, kind: str, severity: str, message: str, details: dict[str, Any]) -> None:
         self._respond.notifier.alert(kind, severity, message, details)
 
-    def _maybe_prune(self, now: int) -> None:
-        if now - self._pruned_at < counters.PRUNE_EVERY:
-            return
+    def _prune(self, now: int) -> None:
         self._pruned_at = now
         try:
             counters.prune(self.counting, now)

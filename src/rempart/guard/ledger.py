@@ -35,13 +35,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from rempart import clock
+from rempart.guard import counters
 from rempart.guard.counters import Counts, Touch
-from rempart.guard.settings import DAY
-from rempart.guard.tables import guard_reset, guard_touch
+from rempart.guard.settings import DAY, MINUTE
+from rempart.guard.signals import Subject
 from rempart.guard.window import AccountWindow
 from rempart.guard.wire import GuardStateUnavailable, Wire
 
@@ -98,7 +99,8 @@ class Ledger:
 
     def window(self, account: str) -> AccountWindow:
         """The up-to-date window of `account`, loaded from the database if needed."""
-        self._start()
+        if self._thread is None:
+            self._start()
         if self._failed is not None:
             self.sync()  # raises while the database stays unwritable
         if time.monotonic() - self._synced > MAX_STALE_SECONDS:
@@ -128,20 +130,54 @@ class Ledger:
         now: int,
         short: int,
         midnight: int,
-    ) -> tuple[Counts, int]:
-        """Adds `touches` to the window (not to the queue); the counts, and the account's
-        pace: distinct patients in the last second."""
+    ) -> tuple[Counts, int, int]:
+        """Adds `touches` to the window (not to the queue); the counts, the account's pace
+        (distinct patients in the last second) and the window's version they were taken at."""
         with self._state:
             for t in touches:
                 window.add(session, t.kind, t.patient, now)
             window.prune(now)
-            return window.counts(session, now, short, midnight), window.patients.since(
-                now - 1_000_000
-            )
+            counts = window.counts(session, now, short, midnight)
+            return counts, window.patients.since(now - 1_000_000), window.version
+
+    def grant(
+        self, window: AccountWindow, session: str, thresholds: object, version: int, left: int
+    ) -> None:
+        """`left` more new patients for `session` without a count (`AccountWindow.give`)."""
+        until = (clock.now_micros() // MINUTE + 1) * MINUTE
+        with self._state:
+            window.give(session, thresholds, version, left, until)
+
+    def spend(
+        self,
+        window: AccountWindow,
+        who: Subject,
+        thresholds: object,
+        patient: str,
+        now: int,
+        day: tuple[int, int, int],
+    ) -> bool:
+        """A new patient read, counted under the session's grant, queued, and today's row of
+        the baseline noted (`day`: day, hour, local midnight). False, and nothing done,
+        without a grant."""
+        with self._state:
+            if not window.spend(who.session, thresholds, patient, now):
+                return False
+            self._pending.append((who.account, who.session, "read", patient, now))
+            self._per_account[who.account] = self._per_account.get(who.account, 0) + 1
+            today = window.patients.since(max(day[2], now - DAY, window.floor))
+            self._note_day(who.account, who.role, day[0], day[1], today)
+        if not self._wake.is_set():
+            self._wake.set()
+        return True
 
     def note_day(self, account: str, role: str, day: int, hour: int, today: int) -> None:
         """Today's row of the account's baseline, written with the next batch."""
         with self._state:
+            self._note_day(account, role, day, hour, today)
+
+    def _note_day(self, account: str, role: str, day: int, hour: int, today: int) -> None:
+        if today:
             _, bits, most = self._days.get((account, day), (role, 0, 0))
             self._days[(account, day)] = (role, bits | 1 << hour, max(most, today))
 
@@ -314,23 +350,14 @@ class Ledger:
     def _load(self, account: str) -> AccountWindow:
         """Under both locks (no batch half-written, no poll meanwhile): the account's last 24 h
         from the database, plus its queued touches."""
-        now = clock.now_micros()
-        t = guard_touch.c
         try:
             with self.engine.connect() as conn:
                 if self._high is None:
-                    self._high = int(conn.execute(select(func.max(t.id))).scalar() or 0)
-                floor = conn.execute(
-                    select(guard_reset.c.since).where(guard_reset.c.account_id == account)
-                ).scalar()
-                rows = conn.execute(
-                    select(t.id, t.session_id, t.kind, t.patient, t.at).where(
-                        t.account_id == account, t.at >= max(now - DAY, int(floor or 0))
-                    )
-                ).all()
+                    self._high = counters.highest(conn)
+                floor, rows = counters.recent(conn, account, clock.now_micros())
         except SQLAlchemyError as exc:
             raise GuardStateUnavailable(f"the guard's counts are unavailable: {exc}") from exc
-        window = AccountWindow(floor=int(floor or 0))
+        window = AccountWindow(floor=floor)
         with self._state:
             present = self._accounts.get(account)
             if present is not None:  # loaded by another thread meanwhile

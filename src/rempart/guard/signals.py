@@ -8,6 +8,7 @@ patients in 5 min; clinician threshold 30; own 30-day p99 6").
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from rempart.guard import settings as s
 from rempart.guard.baselines import PEER_MIN_DAYS, Baseline
@@ -23,8 +24,7 @@ class Firing:
     details: dict[str, int | str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Subject:
+class Subject(NamedTuple):  # a tuple: built on every request the guard scores
     account: str
     username: str
     role: str
@@ -80,16 +80,24 @@ def headroom(
     """Whether every count a read or a search can raise is at least `margin` under the
     threshold it is compared with (`searches`: the margin for the search count, when the
     request searched); the guard may then count in memory (engine.py)."""
-    short, hour, day = t.role_limits(who.role)
-    if (
-        max(c.session_short, c.account_short) + margin > short
-        or c.account_hour + margin > hour
-        or c.account_day + margin > day
-        or (searches and c.searches_minute + searches > t(s.SEARCH_RATE))
-    ):
+    if searches and c.searches_minute + searches > t(s.SEARCH_RATE):
         return False
+    return slack(c, t, who, base, margin) >= 0
+
+
+def slack(c: Counts, t: Thresholds, who: Subject, base: Baseline | None, margin: int) -> int:
+    """How far the nearest count a new patient raises is from its threshold, less `margin`:
+    each new patient read raises each of them by one at most."""
+    short, hour, day = t.role_limits(who.role)
+    room = min(
+        short - max(c.session_short, c.account_short),
+        hour - c.account_hour,
+        day - c.account_day,
+    )
     limit = None if base is None else baseline_limit(t, base)
-    return limit is None or c.today + margin <= limit
+    if limit is not None:
+        room = min(room, limit - c.today)
+    return room - margin
 
 
 def baseline(c: Counts, t: Thresholds, who: Subject, base: Baseline) -> list[Firing]:

@@ -77,6 +77,20 @@ class SessionWindow:
 
 
 @dataclass
+class Grant:
+    """New patients one session may still read with an `insort` and no count (engine.py,
+    `Guard._score`): while nothing else reaches the window (`version`), under the same
+    thresholds, within the minute it was granted in (the hour and the day, hence the
+    off-hours rule and the daily baseline, do not change within a minute)."""
+
+    session: str
+    thresholds: object  # the Thresholds it was computed under (compared by identity)
+    version: int  # the window's version after the last touch the grant counted
+    left: int
+    until: int  # micros: the end of that minute
+
+
+@dataclass
 class AccountWindow:
     """Everything counted for one account since `floor` (a security officer's release) and
     within the last 24 h."""
@@ -87,10 +101,13 @@ class AccountWindow:
     denied: Events = field(default_factory=Events)
     sessions: dict[str, SessionWindow] = field(default_factory=dict)
     pruned: int = 0
+    version: int = 0  # one more at every touch added and every reset
+    grant: Grant | None = None
 
     def add(self, session: str, kind: str, patient: str | None, when: int) -> None:
         if when < self.floor:
             return
+        self.version += 1
         s = self.sessions.get(session)
         if s is None:
             s = self.sessions[session] = SessionWindow()
@@ -107,6 +124,32 @@ class AccountWindow:
             s.missing.add(when)
         elif kind == "search":
             s.searches.add(when)
+
+    def give(self, session: str, thresholds: object, version: int, left: int, until: int) -> None:
+        """A grant of `left` new patients to `session`, unless the window moved since the
+        counts it was computed from were taken (at `version`)."""
+        ok = version == self.version and left > 0
+        self.grant = Grant(session, thresholds, version, left, until) if ok else None
+
+    def spend(self, session: str, thresholds: object, patient: str, now: int) -> bool:
+        """`patient` read by `session`, added under its grant; False (nothing added) when the
+        grant is not this session's, is spent or expired, or anything else reached the window
+        or the thresholds changed since."""
+        g = self.grant
+        if (
+            g is None
+            or g.session != session
+            or g.thresholds is not thresholds
+            or g.version != self.version
+            or g.left < 1
+            or now >= g.until
+        ):
+            return False
+        self.add(session, "read", patient, now)
+        self.prune(now)
+        g.left -= 1
+        g.version = self.version
+        return True
 
     def counts(self, session: str, now: int, short: int, midnight: int) -> Counts:
         s = self.sessions.get(session) or SessionWindow()
@@ -131,6 +174,8 @@ class AccountWindow:
         if since <= self.floor:
             return
         self.floor = since
+        self.version += 1
+        self.grant = None
         self.prune(since, force=True)
 
     def prune(self, now: int, *, force: bool = False) -> None:

@@ -25,7 +25,8 @@ from rempart.guard.tables import guard_touch
 from rempart.guard.window import AccountWindow
 from rempart.guard.wire import GuardStateUnavailable, Wire
 from rempart.wiring import Services, open_services
-from tests.unit.access.support import encounter, new_staff, patient, practitioner
+from tests.unit.access.support import new_staff
+from tests.unit.guard.support import ward
 
 CTX = RequestContext("10.0.0.7", "test")
 KINDS = ("read", "read", "read", "bg", "denied", "missing", "search")
@@ -68,16 +69,6 @@ def test_a_late_touch_slots_in_and_an_older_one_does_not_move_a_patient() -> Non
     assert window.counts("s", 1_000, 150, 0).account_short == 1  # only a (1,000)
 
 
-def _ward(services: Services, size: int) -> tuple[str, list[str]]:
-    doctor = practitioner(services)
-    ids = []
-    for _ in range(size):
-        pid = patient(services)
-        encounter(services, pid, attender=doctor)
-        ids.append(pid)
-    return doctor, ids
-
-
 @pytest.fixture
 def twin(settings: Settings, services: Services) -> Iterator[Services]:
     """A second server process on the same database."""
@@ -89,7 +80,7 @@ def twin(settings: Settings, services: Services) -> Iterator[Services]:
 def test_another_process_sees_the_touches_within_the_staleness_bound(
     services: Services, twin: Services
 ) -> None:
-    doctor, ids = _ward(services, 12)
+    doctor, ids = ward(services, 12)
     clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
     who = clinician.principal()
     for pid in ids[:10]:
@@ -108,7 +99,7 @@ def test_another_process_sees_the_touches_within_the_staleness_bound(
 def test_counts_survive_a_restart_including_the_queue(
     services: Services, settings: Settings
 ) -> None:
-    doctor, ids = _ward(services, 6)
+    doctor, ids = ward(services, 6)
     clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
     who = clinician.principal()
     for pid in ids[:5]:
@@ -134,7 +125,7 @@ def test_counts_survive_a_restart_including_the_queue(
 def test_when_touches_cannot_be_written_data_stops_leaving(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    doctor, ids = _ward(services, 4)
+    doctor, ids = ward(services, 4)
     clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
     who = clinician.principal()
     services.records.read(who, CTX, "Patient", ids[0])
@@ -170,7 +161,7 @@ EXTRA = 4  # what a scrape spread over two processes may get beyond it (docs/sec
 def test_a_concurrent_scrape_over_two_processes_gets_a_handful_at_most(
     services: Services, twin: Services
 ) -> None:
-    doctor, ids = _ward(services, SCRAPE + 30)
+    doctor, ids = ward(services, SCRAPE + 30)
     clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
     who = clinician.principal()
     served: list[str] = []

@@ -14,10 +14,10 @@ from rempart.access.kinds import AnyRequest
 from rempart.access.roles import Role
 from rempart.context import RequestContext
 from rempart.errors import InvalidResource
-from rempart.guard.errors import GuardContained
 from rempart.guard.units import most_permissive, parse
 from rempart.wiring import Services
-from tests.unit.access.support import Staff, encounter, new_staff, patient, practitioner, unit
+from tests.unit.access.support import encounter, new_staff, patient, practitioner, unit
+from tests.unit.guard.support import scrape
 
 CTX = RequestContext("10.0.0.8", "test")
 _ANY: TypeAdapter[Any] = TypeAdapter(AnyRequest)
@@ -39,18 +39,6 @@ def approve(services: Services, values: dict[str, int]) -> None:
     assert requests.approve(officer.principal(), CTX, made.id, None).status == "done"
 
 
-def scrape(services: Services, staff: Staff, ids: list[str]) -> int:
-    who = staff.principal()
-    served = 0
-    for pid in ids:
-        try:
-            services.records.read(who, CTX, "Patient", pid)
-        except GuardContained:
-            break
-        served += 1
-    return served
-
-
 def key(unit_ref: str, window: str = "short") -> str:
     return f"guard.unit.{unit_ref.rpartition('/')[2]}.patients_{window}"
 
@@ -70,8 +58,8 @@ def test_an_emergency_clinician_reads_past_the_default_a_geriatrics_one_does_not
     ward = new_staff(services, Role.CLINICIAN, practitioner=doctor, units=(geriatrics,))
     listed = services.guard.units.listing(services.policy.settings.current())  # guard status
     assert listed[emergency.rpartition("/")[2]] == {"short": EMERGENCY, "hour": None, "day": None}
-    assert scrape(services, er, ids) == READS  # 60 distinct patients: not contained
-    assert scrape(services, ward, ids) == DEFAULT  # contained at the 51st
+    assert scrape(services, er, ids, CTX) == READS  # 60 distinct patients: not contained
+    assert scrape(services, ward, ids, CTX) == DEFAULT  # contained at the 51st
     officer = new_staff(services, Role.SECURITY_OFFICER)
     page = services.security.alerts(officer.principal(), kind="guard-session-velocity")
     (alert,) = page.alerts
@@ -92,8 +80,8 @@ def test_the_most_permissive_unit_wins_and_a_stricter_one_applies_alone(
     approve(services, {key(strict): 20, key(lenient): 70})
     both = new_staff(services, Role.CLINICIAN, practitioner=doctor, units=(strict, lenient))
     only_strict = new_staff(services, Role.CLINICIAN, practitioner=doctor, units=(strict,))
-    assert scrape(services, both, ids) == 35
-    assert scrape(services, only_strict, ids) == 20
+    assert scrape(services, both, ids, CTX) == 35
+    assert scrape(services, only_strict, ids, CTX) == 20
     officer = new_staff(services, Role.SECURITY_OFFICER)
     (alert,) = services.security.alerts(officer.principal(), kind="guard-session-velocity").alerts
     assert "its units' threshold 20" in alert["message"]

@@ -1,0 +1,198 @@
+"""The session's grant (engine.py, `grantable`; ledger.py, `spend`): after a count that finds
+every threshold far, the next new patients are counted with an insort and no count, and only
+while nothing could have moved a count more than they do."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+
+from rempart import clock
+from rempart.access.roles import Role
+from rempart.access.settings import PolicySettings
+from rempart.context import RequestContext
+from rempart.guard import signals
+from rempart.guard.baselines import Baseline
+from rempart.guard.counters import Counts
+from rempart.guard.engine import LAG_MICROS, MARGIN, RATE_MICROS, grantable
+from rempart.guard.ledger import Ledger
+from rempart.guard.settings import MINUTE, ROLE_LIMITS, Thresholds
+from rempart.wiring import Services
+from tests.unit.access.support import new_staff
+from tests.unit.guard.support import scrape, ward
+from tests.unit.guard.test_guard_signals import DEFAULTS, WHO, counts
+
+CTX = RequestContext("10.0.0.9", "test")
+
+
+def _margin(pace: int) -> int:
+    return MARGIN + pace * LAG_MICROS // RATE_MICROS
+
+
+def _after(c: Counts, k: int) -> Counts:
+    """The counts after k more new patients: each raises every patient count by one."""
+    return dataclasses.replace(
+        c,
+        session_short=c.session_short + k,
+        account_short=c.account_short + k,
+        account_hour=c.account_hour + k,
+        account_day=c.account_day + k,
+        today=c.today + k,
+    )
+
+
+HIGH = Thresholds(
+    PolicySettings({d.key: d.high for limits in ROLE_LIMITS.values() for d in limits})
+)
+
+
+@pytest.mark.parametrize(("seed", "thresholds"), [(0, DEFAULTS), (1, DEFAULTS), (2, HIGH)])
+def test_every_granted_read_would_have_found_the_headroom(
+    seed: int, thresholds: Thresholds
+) -> None:
+    """For any counts with headroom, any pace and any baseline: each of the `grantable` reads
+    that follow, whatever pace they read at, still has the headroom the full path needs."""
+    rng = random.Random(seed)
+    short, hour, day = thresholds.role_limits(WHO.role)
+    granted = 0
+    for _ in range(3_000):
+        c = counts(account_short=rng.randrange(0, short))
+        c = dataclasses.replace(
+            c,
+            session_short=rng.randrange(0, c.account_short + 1),
+            account_hour=rng.randrange(c.account_short, hour + 1),
+        )
+        c = dataclasses.replace(c, account_day=rng.randrange(c.account_hour, day + 1))
+        c = dataclasses.replace(c, today=rng.randrange(0, c.account_day + 1))
+        base = None
+        if rng.random() < 0.5:
+            base = Baseline(
+                days=rng.randrange(0, 30),
+                p99=rng.randrange(0, 40),
+                hour_days=(0,) * 24,
+                peer_days=rng.randrange(0, 40),
+                peer_p99=rng.randrange(0, 40),
+            )
+        pace = rng.randrange(0, 40)
+        if not signals.headroom(c, thresholds, WHO, base, 2 * _margin(pace), 0):
+            assert signals.slack(c, thresholds, WHO, base, 2 * _margin(pace)) < 0
+            continue
+        left = grantable(signals.slack(c, thresholds, WHO, base, 2 * _margin(pace)))
+        granted += left
+        for k in range(1, left + 1):
+            worst = pace + k  # every granted read within the same second
+            assert signals.headroom(_after(c, k), thresholds, WHO, base, 2 * _margin(worst), 0)
+    assert granted > 300  # the loop above checked hundreds of granted reads
+
+
+def test_no_grant_without_room() -> None:
+    assert grantable(0) == 0
+    assert grantable(2) == 0
+    assert grantable(-5) == 0
+    assert grantable(100) > 50
+
+
+class Spy:
+    """Counts the full counts (`Ledger.count_in`) the guard makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.full = 0
+        original = Ledger.count_in
+
+        def count_in(ledger: Ledger, *args: object, **kwargs: object) -> object:
+            self.full += 1
+            return original(ledger, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(Ledger, "count_in", count_in)
+
+
+def test_a_grant_counts_without_a_count_until_something_else_moves_the_window(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doctor, ids = ward(services, 12)
+    clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
+    who = clinician.principal()
+    session = who.session_id or ""
+    spy = Spy(monkeypatch)
+    services.records.read(who, CTX, "Patient", ids[0])
+    assert spy.full == 1  # the first new patient is counted: the count grants the next ones
+    for pid in ids[1:4]:
+        services.records.read(who, CTX, "Patient", pid)
+    assert spy.full == 1
+    window = services.guard.ledger.loaded(clinician.id)
+    assert window is not None
+    now = clock.now_micros()
+    assert window.counts(session, now, 5 * MINUTE, 0).session_short == 4  # all counted
+
+    # Another process's touch of the same account (as the poll merges it): counted again.
+    window.add("elsewhere", "read", "Patient/remote", now)
+    services.records.read(who, CTX, "Patient", ids[4])
+    assert spy.full == 2
+    services.records.read(who, CTX, "Patient", ids[5])
+    assert spy.full == 2  # and granted again
+
+    # Another session of the account: its own counts, its own grant.
+    second = services.identity.authenticate(_token_for(services, clinician.id))
+    services.records.read(second, CTX, "Patient", ids[6])
+    assert spy.full == 3
+
+    # The first session's grant ended: the second session's touch moved the window.
+    services.records.read(who, CTX, "Patient", ids[7])
+    assert spy.full == 4
+
+    # The end of the minute ends a grant.
+    grant = window.grant
+    assert grant is not None
+    grant.until = clock.now_micros()
+    services.records.read(who, CTX, "Patient", ids[8])
+    assert spy.full == 5
+
+    # A release (the window restarts) ends it too.
+    window.reset(clock.now_micros() - 1)
+    assert window.grant is None
+    services.records.read(who, CTX, "Patient", ids[9])
+    assert spy.full == 6
+
+
+def test_a_grant_never_outlasts_a_change_of_thresholds(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    doctor, ids = ward(services, 4)
+    clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
+    who = clinician.principal()
+    spy = Spy(monkeypatch)
+    services.records.read(who, CTX, "Patient", ids[0])
+    services.records.read(who, CTX, "Patient", ids[1])
+    assert spy.full == 1
+    before = services.guard.thresholds()
+    services.policy.settings.invalidate()  # a new snapshot of the settings: new Thresholds
+    assert services.guard.thresholds() is not before
+    services.records.read(who, CTX, "Patient", ids[2])
+    assert spy.full == 2
+
+
+def test_a_scrape_under_grants_is_suspended_at_the_threshold_exactly(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grant changes no decision: a clinician reading new patients as fast as it can is
+    suspended on the read past its short threshold (50), as the full count would do."""
+    doctor, ids = ward(services, 60)
+    clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
+    spy = Spy(monkeypatch)
+    served = scrape(services, clinician, ids, CTX)
+    assert served == 50
+    assert spy.full < served  # some reads were granted: the grant was in play
+
+
+def _token_for(services: Services, account_id: str) -> str:
+    with services.engine.begin() as conn:
+        opened = services.identity.core.sessions.open(
+            conn,
+            account_id=account_id,
+            role=Role.CLINICIAN,
+            factors="password+totp",
+            now=clock.now_micros(),
+        )
+    return opened.access_token
