@@ -386,9 +386,9 @@ def test_a_release_through_another_process_holds_in_this_one(ward: Ward) -> None
     fresh = open_session(ward.services, ward.clinician)
     with pytest.MonkeyPatch.context() as patch:
         # Past the few seconds this process holds its own containment in memory.
-        from rempart.guard import engine as guard_engine
+        from rempart.guard import contain
 
-        patch.setattr(guard_engine, "HELD_SECONDS", 0.0)
+        patch.setattr(contain, "HELD_SECONDS", 0.0)
         assert read(ward.client, fresh, ward.patients[0]) == 200
 
 
@@ -429,7 +429,7 @@ def test_the_operator_unlock_on_the_server_closes_the_guard_containments(
     assert "ops.night" in alert["message"]
     # Counting restarted: the unlocked clinician reads again (past this process's brief hold).
     with pytest.MonkeyPatch.context() as patch:
-        from rempart.guard import engine as guard_engine
+        from rempart.guard import contain
 
-        patch.setattr(guard_engine, "HELD_SECONDS", 0.0)
+        patch.setattr(contain, "HELD_SECONDS", 0.0)
         assert read(ward.client, login(ward.client, ward.clinician), ward.patients[0]) == 200

@@ -144,3 +144,46 @@ class StepUps:
             return
         with self.engine.begin() as conn:
             yield conn
+
+
+CONTAINED_ENTRIES = 10_000
+HELD_SECONDS = 10.0
+
+
+class Held:
+    """Sessions and accounts this process just contained: refused here at once, even before
+    the rows that tell every process are written (a write's containment is written after its
+    transaction rolls back, see GuardedSink). Briefly: after HELD_SECONDS the rows decide, so
+    a release by a security officer through another process is not overridden here."""
+
+    def __init__(self) -> None:
+        self._at: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, session_id: str, account_id: str) -> str | None:
+        """The level this process holds the session or its account at, if any."""
+        if not self._at:
+            return None
+        return self._one(session_id) or self._one(f"account:{account_id}")
+
+    def hold_session(self, session_id: str, label: str) -> None:
+        self._hold(session_id, label)
+
+    def hold_account(self, account_id: str, label: str) -> None:
+        self._hold(f"account:{account_id}", label)
+
+    def release(self, account_id: str) -> None:
+        with self._lock:
+            self._at.pop(f"account:{account_id}", None)
+
+    def _hold(self, key: str, label: str) -> None:
+        with self._lock:
+            if len(self._at) > CONTAINED_ENTRIES:
+                self._at.clear()
+            self._at[key] = (label, time.monotonic())
+
+    def _one(self, key: str) -> str | None:
+        found = self._at.get(key)
+        if found is None or time.monotonic() - found[1] > HELD_SECONDS:
+            return None
+        return found[0]

@@ -18,8 +18,6 @@ count (`grantable`), until anything else reaches the account's window or the min
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -49,8 +47,6 @@ log = logging.getLogger("rempart.guard")
 READ_ACTIONS = frozenset({"read", "vread", "history", "search"})
 # Records whose success means patient data is about to leave (or was just written).
 DATA_ACTIONS = READ_ACTIONS | {"create", "update", "transaction", "batch"}
-CONTAINED_ENTRIES = 10_000
-HELD_SECONDS = 10.0
 # Counted in memory unless a count plus a margin would pass a threshold (then exactly, in the
 # database). The margin covers what this process may not know yet of other processes' touches
 # (their unwritten ones, those written since its last poll: at most LAG_MICROS old): MARGIN,
@@ -104,12 +100,7 @@ class Guard:
         self._respond = Responder(engine, notifier)
         self.ledger = Ledger(self.counting, self._write_days)
         self.step_ups = contain.StepUps(engine)
-        self._lock = threading.Lock()
-        # Sessions and accounts this process just contained: refused here at once, even before
-        # the rows that tell every process are written (a write's containment is written after
-        # its transaction rolls back, see GuardedSink). Briefly: after that the rows decide,
-        # so a release by a security officer through another process is not overridden here.
-        self._contained: dict[str, tuple[str, float]] = {}
+        self.held = contain.Held()  # what this process just contained, refused at once
         self._pruned_at = 0
 
     def thresholds(self) -> Thresholds:
@@ -154,11 +145,7 @@ class Guard:
                 data = True
                 break
         if data:
-            held = (
-                (self._held(session) or self._held(f"account:{account}"))
-                if self._contained
-                else None
-            )
+            held = self.held.of(session, account)
             if held is not None:
                 return Verdict(Level.SUSPEND, "contained", GuardContained(held))
             if self.step_ups.pending(session, now, conn):
@@ -334,15 +321,12 @@ class Guard:
         apply = self._respond.plan(who, firings, top, level, t, now)
         if level == Level.ALERT:
             return Verdict(level, top.signal, apply=apply)
-        with self._lock:
-            if len(self._contained) > CONTAINED_ENTRIES:
-                self._contained.clear()
-            if level == Level.STEP_UP:
-                self.step_ups.asked(who.session, now)
-            elif level == Level.SUSPEND:
-                self._contained[who.session] = (level.label, time.monotonic())
-            else:
-                self._contained[f"account:{who.account}"] = (level.label, time.monotonic())
+        if level == Level.STEP_UP:
+            self.step_ups.asked(who.session, now)
+        elif level == Level.SUSPEND:
+            self.held.hold_session(who.session, level.label)
+        else:
+            self.held.hold_account(who.account, level.label)
         error: RempartError = (
             GuardStepUpRequired() if level == Level.STEP_UP else GuardContained(level.label)
         )
@@ -371,20 +355,13 @@ class Guard:
         with (engine or self.engine).begin() as conn:
             yield conn
 
-    def _held(self, key: str) -> str | None:
-        found = self._contained.get(key)
-        if found is None or time.monotonic() - found[1] > HELD_SECONDS:
-            return None
-        return found[0]
-
     def released(self, account: str, since: int | None = None) -> None:
         """A security officer released `account`: forget what this process held against it
         (and count from `since`, the reset; other processes read it from `guard_reset`)."""
         self._baselines.forget(account)
         if since is not None:
             self.ledger.released(account, since)
-        with self._lock:
-            self._contained.pop(f"account:{account}", None)
+        self.held.release(account)
 
     def notify(self, kind: str, severity: str, message: str, details: dict[str, Any]) -> None:
         self._respond.notifier.alert(kind, severity, message, details)

@@ -9,8 +9,8 @@ and other processes' rows come back by a poll.
 - Own touches apply to the window at once and queue; a flusher thread writes the queue
   `FLUSH_SECONDS` after the first touch (one transaction for all of them). When the batch's
   ids follow the last id merged, no other process wrote meanwhile (one id counter) and the
-  windows are proven complete; otherwise the flusher polls the rows written since (by id, the
-  ids not yet visible asked again for `GAP_SECONDS`: PostgreSQL can commit ids out of order).
+  windows are proven complete; otherwise the flusher polls the rows written since (by id; ids
+  not yet visible are asked for again a while, `horizon.py`: PostgreSQL can commit out of order).
   `guard_reset` (releases) is polled too.
 - A request refreshes the windows first when they were last proven complete more than
   `MAX_STALE_SECONDS` ago (a read on the reader connection: it never waits behind a batch that
@@ -41,6 +41,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rempart import clock
 from rempart.guard import counters
 from rempart.guard.counters import Counts, Touch
+from rempart.guard.horizon import Horizon
 from rempart.guard.settings import DAY, MINUTE
 from rempart.guard.signals import Subject
 from rempart.guard.window import AccountWindow
@@ -51,7 +52,6 @@ log = logging.getLogger("rempart.guard")
 FLUSH_SECONDS = 0.05  # the flusher gathers touches this long, then writes them in one batch
 MAX_STALE_SECONDS = 0.1  # an older view is refreshed on the request thread first
 MAX_PENDING = 16  # unwritten touches per account per process
-GAP_SECONDS = 5.0  # how long an id not yet visible is asked for again
 POLL_ROWS = 5_000
 ACCOUNTS = 20_000  # windows kept in memory (least recently used dropped, reloaded on demand)
 RESET_POLL_SECONDS = 0.2
@@ -80,9 +80,7 @@ class Ledger:
         self._pending: list[Pending] = []
         self._per_account: dict[str, int] = {}
         self._days: dict[tuple[str, int], tuple[str, int, int]] = {}
-        self._high: int | None = None  # highest guard_touch id merged
-        self._gaps: dict[int, float] = {}  # ids not yet visible -> when first missed
-        self._seen: set[int] = set()  # ids above the poll's floor already in the windows
+        self._ids = Horizon()  # which guard_touch rows the windows hold
         # Monotonic time when the windows last held every row written before it (a poll, or
         # our own batch following the last id merged).
         self._synced = -MAX_STALE_SECONDS
@@ -190,19 +188,9 @@ class Ledger:
         wrote in between (ids come from one counter): the poll has nothing to ask until a
         later id (`proof`: only for a batch written alone in its transaction)."""
         with self._state:
-            ordered = sorted(ids)
-            if (
-                proof
-                and ordered
-                and self._high is not None
-                and not self._gaps
-                and ordered[0] == self._high + 1
-                and ordered[-1] - ordered[0] == len(ordered) - 1
-            ):
-                self._high = ordered[-1]
+            if self._ids.own(sorted(ids), proof):
                 self._synced = time.monotonic()
             else:
-                self._seen.update(ordered)
                 self._synced = -POLL_SECONDS  # someone else wrote: poll at the next exchange
 
     def loaded(self, account: str) -> AccountWindow | None:
@@ -224,7 +212,7 @@ class Ledger:
             self.flush_only(days=time.monotonic() - self._days_at >= DAYS_SECONDS)
         self._failed = None
         if (
-            self._high is None
+            self._ids.high is None
             or time.monotonic() - self._synced >= POLL_SECONDS
             or time.monotonic() - self._resets_at >= RESET_POLL_SECONDS  # releases elsewhere
         ):
@@ -260,9 +248,7 @@ class Ledger:
         the database when next used (rather than reason about which ids will never come)."""
         with self._state:
             self._accounts.clear()
-            self._seen.clear()
-            self._gaps.clear()
-            self._high = None
+            self._ids.forget()
             self._synced = -MAX_STALE_SECONDS
 
     def _flush(self, *, days: bool = True) -> None:
@@ -293,18 +279,14 @@ class Ledger:
                     self._days.setdefault(key, value)
             raise
 
-    def _floor(self) -> int:
-        assert self._high is not None
-        return min(self._gaps) - 1 if self._gaps else self._high
-
     def _poll(self) -> None:
-        if self._high is None:
-            self._high = int(self._in.query("SELECT max(id) FROM guard_touch")[0][0] or 0)
+        if self._ids.high is None:
+            self._ids.high = int(self._in.query("SELECT max(id) FROM guard_touch")[0][0] or 0)
         while True:
             rows = self._in.query(
                 "SELECT id, account_id, session_id, kind, patient, at FROM guard_touch "
                 "WHERE id > %s ORDER BY id LIMIT %s",
-                (self._floor(), POLL_ROWS),
+                (self._ids.floor(), POLL_ROWS),
             )
             self._merge(rows)
             if len(rows) < POLL_ROWS:
@@ -322,38 +304,18 @@ class Ledger:
         """Rows (id, account, session, kind, patient, at) of the poll, in id order."""
         now = time.monotonic()
         with self._state:
-            assert self._high is not None
-            top = self._high
-            got = set()
-            for row_id, account, session, kind, patient, at in rows:
-                got.add(row_id)
-                self._gaps.pop(row_id, None)
-                if row_id in self._seen:
-                    continue
-                self._seen.add(row_id)
+            for _, account, session, kind, patient, at in self._ids.fresh(rows, now):
                 found = self._accounts.get(account)
                 if found is not None:
                     found.add(session, kind, patient, int(at))
-            if rows:
-                top = max(top, int(rows[-1][0]))
-                if top - self._high < 10 * POLL_ROWS:  # else a jump of the sequence, not gaps
-                    for missing in range(self._high + 1, top):
-                        if missing not in got and missing not in self._seen:
-                            self._gaps.setdefault(missing, now)
-            self._high = top
-            for gap in [g for g, first in self._gaps.items() if now - first > GAP_SECONDS]:
-                del self._gaps[gap]
-            floor = self._floor()
-            if len(self._seen) > 1_000 or rows:
-                self._seen = {i for i in self._seen if i > floor}
 
     def _load(self, account: str) -> AccountWindow:
         """Under both locks (no batch half-written, no poll meanwhile): the account's last 24 h
         from the database, plus its queued touches."""
         try:
             with self.engine.connect() as conn:
-                if self._high is None:
-                    self._high = counters.highest(conn)
+                if self._ids.high is None:
+                    self._ids.high = counters.highest(conn)
                 floor, rows = counters.recent(conn, account, clock.now_micros())
         except SQLAlchemyError as exc:
             raise GuardStateUnavailable(f"the guard's counts are unavailable: {exc}") from exc
@@ -362,10 +324,8 @@ class Ledger:
             present = self._accounts.get(account)
             if present is not None:  # loaded by another thread meanwhile
                 return present
-            low = self._floor()
+            self._ids.loaded(r.id for r in rows)  # a later poll must not count them again
             for r in rows:
-                if r.id > low:
-                    self._seen.add(r.id)  # a later poll must not count it a second time
                 window.add(r.session_id, r.kind, r.patient, int(r.at))
             for queued, session, kind, patient, at in self._pending:
                 if queued == account:
