@@ -200,15 +200,16 @@ class Guard:
         window = None if outer is not None else ledger.window(who.account)
         if outer is None and now - self._pruned_at >= counters.PRUNE_EVERY:
             self._prune(now)  # old touches, once an hour
+        # One new patient read (no search, no break-the-glass): the session's grant may count
+        # it with an insort and no count; a count far from every threshold grants the next.
+        single = touches[0] if len(touches) == 1 and not widest else None
+        plain = single.patient if single is not None and single.kind == "read" else None
         if window is not None:
             if ledger.crowded(who.account):
                 ledger.sync()  # at most MAX_PENDING unwritten touches per account
-            # One new patient read (no search, no break-the-glass): under the session's
-            # grant, an insort and no count.
-            one = touches[0] if len(touches) == 1 and not widest else None
-            only = one.patient if one is not None and one.kind == "read" else None
-            plain = only is not None
-            if only is not None and ledger.spend(window, who, t, only, now, (day, hour, midnight)):
+            if plain is not None and ledger.spend(
+                window, who, t, plain, now, (day, hour, midnight)
+            ):
                 return []
         read = any(x.kind in counters.READ_KINDS for x in touches)
         if window is not None:
@@ -248,7 +249,7 @@ class Guard:
                         ledger.queue(who.account, who.session, touches, now)
                         if read and counts.today:
                             ledger.note_day(who.account, who.role, day, hour, counts.today)
-                        if plain and quiet:
+                        if plain is not None and quiet:
                             room = signals.slack(counts, t, who, base, 2 * margin)
                             ledger.grant(window, who.session, t, version, grantable(room))
                         return out
