@@ -82,7 +82,18 @@ def test_database_bytes_hold_no_patient_plaintext(settings: Settings, tmp_path: 
     assert len(raw) > 100_000
     text = raw.decode("latin-1")
     leaked = sorted(n for n in needles if n in text or n.encode("utf-8").decode("latin-1") in text)
-    assert leaked == []
+    assert leaked == [], _contexts(text, leaked)
+
+
+def _contexts(text: str, leaked: list[str]) -> str:
+    """Where each leaked value sits in the raw bytes (which table or column leaked it)."""
+    out = []
+    for n in leaked:
+        at = text.find(n)
+        if at < 0:
+            at = text.find(n.encode("utf-8").decode("latin-1"))
+        out.append(f"{n!r} in ...{text[max(0, at - 120) : at + 60]!r}...")
+    return "\n".join(out)
 
 
 def leaked_in(raw: bytes, needles: set[str]) -> list[str]:
