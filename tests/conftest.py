@@ -69,6 +69,11 @@ def fresh_pg_database(pg_admin: psycopg.Connection, template: str) -> str:
     return name
 
 
+def drop_pg_database(pg_admin: psycopg.Connection, name: str) -> None:
+    """Every database a test creates is dropped after it (a developer's server keeps none)."""
+    pg_admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
@@ -78,7 +83,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     template: str = request.getfixturevalue("pg_template")
     name = fresh_pg_database(admin, template)
     yield _server_url(name)
-    admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_pg_database(admin, name)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from rempart.bootstrap import initialise
 from rempart.config import Settings, load_settings
 from rempart.ingest.seeding import seed_hospital
 from rempart.wiring import Services, open_services
-from tests.conftest import _server_url, fresh_pg_database
+from tests.conftest import _server_url, drop_pg_database, fresh_pg_database
 
 SEED_PATIENTS = 40
 
@@ -102,11 +102,13 @@ def hospital(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Hospital]:
     home = tmp_path_factory.mktemp(f"hospital-{request.param}")
+    name = None
     if request.param == "sqlite":
         url = f"sqlite:///{home / 'rempart.sqlite3'}"
     else:
         admin: psycopg.Connection = request.getfixturevalue("pg_admin")
-        url = _server_url(fresh_pg_database(admin, request.getfixturevalue("pg_template")))
+        name = fresh_pg_database(admin, request.getfixturevalue("pg_template"))
+        url = _server_url(name)
     initialise(load_settings(home, url), profile="demo")
     settings = load_settings(home, url)
     services = open_services(settings, pool_size=4)
@@ -116,3 +118,6 @@ def hospital(
     accounts = json.loads(Path(credentials).read_text())["accounts"]
     with TestClient(create_app(services), base_url="http://127.0.0.1") as client:
         yield Hospital(settings, accounts, client)
+    services.close()
+    if name is not None:
+        drop_pg_database(admin, name)

@@ -11,7 +11,7 @@ from rempart.api.app import create_app
 from rempart.bootstrap import initialise
 from rempart.config import load_settings
 from rempart.wiring import open_services
-from tests.conftest import _server_url, fresh_pg_database
+from tests.conftest import _server_url, drop_pg_database, fresh_pg_database
 
 
 def test_killed_connections_give_a_503_then_recover(
@@ -36,3 +36,5 @@ def test_killed_connections_give_a_503_then_recover(
         assert "Traceback" not in lost.text
         # The pool was invalidated: the next request gets a fresh connection.
         assert client.get("/fhir/Patient/x", headers=bogus).status_code == 401
+    services.close()
+    drop_pg_database(pg_admin, name)

@@ -35,7 +35,7 @@ from rempart.store.codec import index_digests
 from rempart.store.ingest import write_prepared
 from rempart.store.tables import resource, search_index
 from rempart.wiring import Services, open_services
-from tests.conftest import _server_url, fresh_pg_database
+from tests.conftest import _server_url, drop_pg_database, fresh_pg_database
 
 PATIENTS = 18
 SEED = 5
@@ -58,11 +58,13 @@ def seeded(
 ) -> Iterator[Services]:
     """One seed per backend for the whole module (a seed hashes ~30 passwords with Argon2id)."""
     home = tmp_path_factory.mktemp(f"bulk-{request.param}")
+    name = None
     if request.param == "sqlite":
         url = f"sqlite:///{home / 'rempart.sqlite3'}"
     else:
         admin: psycopg.Connection = request.getfixturevalue("pg_admin")
-        url = _server_url(fresh_pg_database(admin, request.getfixturevalue("pg_template")))
+        name = fresh_pg_database(admin, request.getfixturevalue("pg_template"))
+        url = _server_url(name)
     initialise(load_settings(home, url))
     services = open_services(load_settings(home, url), pool_size=2)
     with pytest.MonkeyPatch.context() as patch:
@@ -74,6 +76,8 @@ def seeded(
     assert report.resources == expected
     yield services
     services.close()
+    if name is not None:
+        drop_pg_database(admin, name)
 
 
 def test_every_seeded_resource_reads_back_as_generated(seeded: Services) -> None:
