@@ -251,7 +251,7 @@ class Guard:
                             ledger.note_day(who.account, who.role, day, hour, counts.today)
                         if plain is not None and quiet:
                             room = signals.slack(counts, t, who, base, 2 * margin)
-                            ledger.grant(window, who.session, t, version, grantable(room))
+                            ledger.grant(window, who.session, t, version, grantable(room), now)
                         return out
         return self._exact(who, touches, widest, t, now, outer, window is not None)
 

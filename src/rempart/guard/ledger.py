@@ -42,7 +42,7 @@ from rempart import clock
 from rempart.guard import counters
 from rempart.guard.counters import Counts, Touch
 from rempart.guard.horizon import Horizon
-from rempart.guard.settings import DAY, MINUTE
+from rempart.guard.settings import DAY, MINUTE, Thresholds
 from rempart.guard.signals import Subject
 from rempart.guard.window import AccountWindow
 from rempart.guard.wire import GuardStateUnavailable, Wire
@@ -139,10 +139,18 @@ class Ledger:
             return counts, window.patients.since(now - 1_000_000), window.version
 
     def grant(
-        self, window: AccountWindow, session: str, thresholds: object, version: int, left: int
+        self,
+        window: AccountWindow,
+        session: str,
+        thresholds: Thresholds,
+        version: int,
+        left: int,
+        now: int,
     ) -> None:
-        """`left` more new patients for `session` without a count (`AccountWindow.give`)."""
-        until = (clock.now_micros() // MINUTE + 1) * MINUTE
+        """`left` more new patients for `session` without a count (`AccountWindow.give`),
+        until the end of the minute of `now`, the time the counts were taken at (so a grant
+        never outlives the hour those counts were judged in)."""
+        until = (now // MINUTE + 1) * MINUTE
         with self._state:
             window.give(session, thresholds, version, left, until)
 
@@ -150,7 +158,7 @@ class Ledger:
         self,
         window: AccountWindow,
         who: Subject,
-        thresholds: object,
+        thresholds: Thresholds,
         patient: str,
         now: int,
         day: tuple[int, int, int],

@@ -15,7 +15,7 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 
 from rempart.guard.counters import Counts
-from rempart.guard.settings import DAY, MINUTE
+from rempart.guard.settings import DAY, MINUTE, Thresholds
 
 SESSION_KEEP = 60 * MINUTE  # the longest short window a setting allows
 
@@ -84,7 +84,7 @@ class Grant:
     off-hours rule and the daily baseline, do not change within a minute)."""
 
     session: str
-    thresholds: object  # the Thresholds it was computed under (compared by identity)
+    thresholds: Thresholds  # the snapshot it was computed under (compared by identity)
     version: int  # the window's version after the last touch the grant counted
     left: int
     until: int  # micros: the end of that minute
@@ -125,13 +125,15 @@ class AccountWindow:
         elif kind == "search":
             s.searches.add(when)
 
-    def give(self, session: str, thresholds: object, version: int, left: int, until: int) -> None:
+    def give(
+        self, session: str, thresholds: Thresholds, version: int, left: int, until: int
+    ) -> None:
         """A grant of `left` new patients to `session`, unless the window moved since the
         counts it was computed from were taken (at `version`)."""
         ok = version == self.version and left > 0
         self.grant = Grant(session, thresholds, version, left, until) if ok else None
 
-    def spend(self, session: str, thresholds: object, patient: str, now: int) -> bool:
+    def spend(self, session: str, thresholds: Thresholds, patient: str, now: int) -> bool:
         """`patient` read by `session`, added under its grant; False (nothing added) when the
         grant is not this session's, is spent or expired, or anything else reached the window
         or the thresholds changed since."""

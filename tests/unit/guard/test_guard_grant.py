@@ -19,6 +19,7 @@ from rempart.guard.counters import Counts
 from rempart.guard.engine import LAG_MICROS, MARGIN, RATE_MICROS, grantable
 from rempart.guard.ledger import Ledger
 from rempart.guard.settings import MINUTE, ROLE_LIMITS, Thresholds
+from rempart.guard.window import AccountWindow
 from rempart.wiring import Services
 from tests.unit.access.support import new_staff
 from tests.unit.guard.support import scrape, ward
@@ -134,7 +135,7 @@ def test_a_grant_counts_without_a_count_until_something_else_moves_the_window(
     assert spy.full == 2  # and granted again
 
     # Another session of the account: its own counts, its own grant.
-    second = services.identity.authenticate(_token_for(services, clinician.id))
+    second = clinician.principal()  # a new session id
     services.records.read(second, CTX, "Patient", ids[6])
     assert spy.full == 3
 
@@ -186,13 +187,15 @@ def test_a_scrape_under_grants_is_suspended_at_the_threshold_exactly(
     assert spy.full < served  # some reads were granted: the grant was in play
 
 
-def _token_for(services: Services, account_id: str) -> str:
-    with services.engine.begin() as conn:
-        opened = services.identity.core.sessions.open(
-            conn,
-            account_id=account_id,
-            role=Role.CLINICIAN,
-            factors="password+totp",
-            now=clock.now_micros(),
-        )
-    return opened.access_token
+def test_a_grant_ends_with_the_minute_its_counts_were_taken_in(services: Services) -> None:
+    """Granted just before an hour turns (counts taken at 19:59:59.999 say, judged as working
+    hours), the grant ends at 20:00, whenever the grant itself was written."""
+    window = AccountWindow()
+    window.add("s", "read", "Patient/a", 1)
+    t = services.guard.thresholds()
+    taken = 7 * 60 * MINUTE - 1  # one microsecond before a whole hour
+    services.guard.ledger.grant(window, "s", t, window.version, 10, taken)
+    assert window.grant is not None
+    assert window.grant.until == 7 * 60 * MINUTE
+    assert window.spend("s", t, "Patient/b", taken)
+    assert not window.spend("s", t, "Patient/c", 7 * 60 * MINUTE)  # the next hour: recount
