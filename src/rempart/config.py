@@ -15,6 +15,8 @@ from typing import Literal
 from rempart.identity.settings import IdentityConfig, parse_identity
 
 Profile = Literal["production", "demo"]
+ReadsOnLoop = Literal["auto", "yes", "no"]
+READS_ON_LOOP: tuple[ReadsOnLoop, ...] = ("auto", "yes", "no")
 
 CONFIG_FILE = "config.toml"
 DEFAULT_HOME = Path("rempart-data")
@@ -37,6 +39,10 @@ class Settings:
     # Argon2id cost, session lifetimes per role, factor policy per role, sign-in throttling,
     # WebAuthn relying party, OpenID Connect providers: `[identity]` (rempart.identity.settings).
     identity: IdentityConfig = field(default_factory=IdentityConfig)
+    # Reads (and searches) run on the server's event loop rather than in its thread pool:
+    # "auto" when the database answers from this machine (SQLite, or PostgreSQL on a loopback
+    # address or a Unix socket), "yes" or "no" to decide (store/db.py, `reads_on_loop`).
+    reads_on_event_loop: ReadsOnLoop = "auto"
 
     @property
     def key_file(self) -> Path:
@@ -65,6 +71,12 @@ def load_settings(home: Path | None = None, database_url: str | None = None) -> 
     provider_opts = (
         {str(k): str(v) for k, v in provider.items()} if isinstance(provider, dict) else {}
     )
+    on_loop = str(data.get("reads_on_event_loop", "auto"))
+    if on_loop not in READS_ON_LOOP:
+        raise ValueError(
+            f"{path}: reads_on_event_loop must be one of {', '.join(READS_ON_LOOP)}, "
+            f"not {on_loop!r}"
+        )
     identity_data = data.get("identity", {})
     identity = parse_identity(identity_data if isinstance(identity_data, dict) else {})
     return Settings(
@@ -74,6 +86,7 @@ def load_settings(home: Path | None = None, database_url: str | None = None) -> 
         key_provider=provider_opts.pop("kind", "file"),
         key_provider_options=provider_opts,
         identity=identity,
+        reads_on_event_loop=on_loop,
     )
 
 

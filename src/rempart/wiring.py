@@ -20,7 +20,7 @@ from rempart.guard.sink import GuardedSink
 from rempart.identity.service import IdentityService
 from rempart.service.bundles import BundleService
 from rempart.service.records import RecordService
-from rempart.store.db import make_engine
+from rempart.store.db import make_engine, reads_on_loop
 from rempart.store.keyring import DIRECTORY_OWNER, SEARCH_OWNER, Keyring
 from rempart.store.migrate import is_current
 from rempart.store.repository import ResourceStore
@@ -46,10 +46,8 @@ class Services:
     guard: Guard  # scores every access before its data leaves (issue #7); no switch turns it off
     security: GuardService  # the security officer's alerts, containments, releases
 
-    @property
-    def embedded(self) -> bool:
-        """The database is SQLite, in this process: a query waits on no network."""
-        return self.engine.dialect.name == "sqlite"
+    # Reads and searches run on the event loop (`store.db.reads_on_loop`); set once here.
+    reads_inline: bool = False
 
     def close(self) -> None:
         self.guard.close()  # drains the alert webhook queue
@@ -116,4 +114,5 @@ def open_services(settings: Settings, *, pool_size: int = 10) -> Services:
         access=AccessService(access_env, guarded),
         guard=guard,
         security=GuardService(engine, guard, identity, guarded),
+        reads_inline=reads_on_loop(engine, settings.reads_on_event_loop),
     )

@@ -48,10 +48,11 @@ def _if_match(value: str | None) -> int | None:
 # Declared first: routes are tried in order, and a read is the most frequent request.
 @router.get("/{res_type}/{res_id}")
 async def read(request: Request, res_type: str, res_id: str) -> Response:
-    # The audit commit is awaited here, on the event loop, not in the worker thread; on
-    # SQLite the read itself runs on the loop too (`run_audited`, inline).
+    # The audit commit is awaited here, on the event loop, not in the worker thread; where
+    # the database is on this machine the read itself runs on the loop too (`run_audited`,
+    # inline; `store.db.reads_on_loop`).
     c = caller_of(request)
-    stored = await run_audited(_read, c, res_type, res_id, inline=c.svc.embedded)
+    stored = await run_audited(_read, c, res_type, res_id, inline=c.svc.reads_inline)
     return fhir_response(stored.body, 200, _headers(stored))
 
 
@@ -157,5 +158,5 @@ async def vread(request: Request, res_type: str, res_id: str, version: str) -> R
         who = c.svc.identity.authenticate(c.token)
         return c.svc.records.vread(who, c.ctx, res_type, res_id, version)
 
-    stored = await run_audited(run, inline=c.svc.embedded)
+    stored = await run_audited(run, inline=c.svc.reads_inline)
     return fhir_response(stored.body, 200, _headers(stored))

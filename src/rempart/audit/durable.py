@@ -183,10 +183,11 @@ async def run_audited(
     """`fn(*args)` in the thread pool (on the event loop itself with `inline`); return only
     when every audit record it made is durable.
 
-    `inline` is for short calls on an embedded database (a read on SQLite): their work is
-    Python and in-process SQLite, which a thread would run under the same GIL anyway, and the
-    hand-off to a thread and back cost a third of a read's CPU (docs/benchmarks.md). The loop
-    then waits whenever the call does, so never for a call that waits on a network.
+    `inline` is for short calls on a database on this machine (a read on SQLite, or on
+    PostgreSQL over loopback or a Unix socket: `store.db.reads_on_loop`): their work is Python
+    and short queries, which a thread would run under the same GIL anyway, and the hand-off to
+    a thread and back cost a third of a read's CPU (docs/benchmarks.md). The loop then waits
+    whenever the call does, so never for a call that waits on a network.
 
     A refusal raised by `fn` (403, 404) leaves only after its record is durable too; if that
     record cannot be committed, the 503 replaces it, as when the thread waits in place."""

@@ -16,7 +16,8 @@ correctness.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
 
@@ -51,6 +52,7 @@ class Sql:
         marks = ", ".join([mark] * (len(COLUMNS) + 1))
         values = ", ".join([mark] * 4)
         self.begin = "BEGIN IMMEDIATE" if dialect == "sqlite" else "BEGIN"
+        self.pipelined = dialect == "postgresql"
         self.lock = f"SELECT pg_advisory_xact_lock({mark})" if dialect != "sqlite" else None
         self.latest = "SELECT size, frontier FROM audit_batch ORDER BY size DESC LIMIT 1"
         # Fixed table and column names and the driver's placeholder: nothing from a request.
@@ -153,6 +155,7 @@ class LogWriter:
         # The last commit found the log as our previous one left it (no other process, no
         # write's own transaction appended in between): building ahead is then worth it.
         self.steady = False
+        self._storing = 0  # the first position of the batch being stored (for an alert)
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -212,23 +215,27 @@ class LogWriter:
         # The cross-process queue of SQLite writers (store/writegate.py): waiting here wakes
         # at the release, where SQLite's busy handler would sleep up to 100 ms a turn.
         with self._gate.held():
-            cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            dbapi = conn.connection.dbapi_connection
+            cur = dbapi.cursor()  # type: ignore[union-attr]
             try:
-                cur.execute(sql.begin)
-                if sql.lock:
-                    cur.execute(sql.lock, (_PG_LOCK,))
-                cur.execute(sql.latest)
-                known = self._synced(cur.fetchone())
-                used = (
-                    prepared is not None
-                    and len(prepared.rows) == len(records)
-                    and prepared.fits(known)
-                )
-                batch = (
-                    prepared if used and prepared else Prepared.build(known, records, self.sealer)
-                )
-                self._store(cur, conn, sql, batch)
-                cur.execute("COMMIT")
+                with self._round_trips(dbapi, conn, sql):
+                    cur.execute(sql.begin)
+                    if sql.lock:
+                        cur.execute(sql.lock, (_PG_LOCK,))
+                    cur.execute(sql.latest)
+                    known = self._synced(cur.fetchone())
+                    used = (
+                        prepared is not None
+                        and len(prepared.rows) == len(records)
+                        and prepared.fits(known)
+                    )
+                    batch = (
+                        prepared
+                        if used and prepared
+                        else Prepared.build(known, records, self.sealer)
+                    )
+                    self._store(cur, conn, sql, batch)
+                    cur.execute("COMMIT")
             except BaseException:
                 try:
                     cur.execute("ROLLBACK")
@@ -242,6 +249,22 @@ class LogWriter:
         self.steady = known is self.frontier
         self.frontier = batch.frontier
         return used
+
+    @contextmanager
+    def _round_trips(self, dbapi: Any, conn: Connection, sql: Sql) -> Iterator[None]:
+        """PostgreSQL: the commit's statements in psycopg's pipeline mode, two round trips
+        (up to the checkpoint read, then the rest with the COMMIT) instead of seven. In pipeline
+        mode a failed insert is raised when the pipeline syncs, not by its own statement,
+        hence the foreign-row check here too."""
+        if not sql.pipelined or getattr(dbapi, "pipeline", None) is None:
+            yield
+            return
+        try:
+            with dbapi.pipeline():
+                yield
+        except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
+            self._foreign_rows(self._storing)
+            raise
 
     def append_in(self, conn: Connection, records: list[AuditRecord]) -> None:
         """The records join `conn`'s open transaction: they commit with it or not at all (a
@@ -271,6 +294,7 @@ class LogWriter:
         """Insert the rows at the end of the log, the subtree hashes they complete and the
         checkpoint after them."""
         first, rows, nodes = prepared.size, prepared.rows, prepared.nodes
+        self._storing = first
         try:
             step = sql.rows_per_insert
             if step:
@@ -280,12 +304,7 @@ class LogWriter:
             else:
                 cur.executemany(sql.event, rows)
         except conn.dialect.dbapi.IntegrityError:  # type: ignore[union-attr]
-            self.tampered(
-                "audit-log-foreign-row",
-                f"a record at position {first} or later exists that this writer did not "
-                "write: someone inserted rows into audit_event directly",
-                {"position": first},
-            )
+            self._foreign_rows(first)
             raise
         if nodes:
             cur.executemany(sql.node, nodes)
@@ -327,6 +346,14 @@ class LogWriter:
                 .limit(1)
             ).first()
         return Frontier() if latest is None else Frontier.unpack(int(latest[0]), bytes(latest[1]))
+
+    def _foreign_rows(self, first: int) -> None:
+        self.tampered(
+            "audit-log-foreign-row",
+            f"a record at position {first} or later exists that this writer did not "
+            "write: someone inserted rows into audit_event directly",
+            {"position": first},
+        )
 
     def tampered(self, kind: str, message: str, details: dict[str, Any]) -> None:
         log.critical("audit log tampering: %s", message)

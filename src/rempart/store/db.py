@@ -52,5 +52,32 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
     cur.close()
 
 
+# Hosts that are this machine: a query to them waits on no network.
+_LOCAL_HOSTS = frozenset({"", "localhost", "127.0.0.1", "::1"})
+
+
+def reads_on_loop(engine: Engine, setting: str = "auto") -> bool:
+    """Whether reads run on the server's event loop instead of its thread pool.
+
+    A read is a few short queries and Python. In the thread pool each query's wait ends with
+    the thread taking the GIL back from the other request threads (~1.4 ms a query under load,
+    measured on PostgreSQL, against 30 us idle), and the hand-off to the thread and back costs
+    about a third of a SQLite read's CPU. On the loop the queries simply run, one request at a
+    time. But the loop then waits whenever a query does, so "auto" allows it only where no
+    network sits between the server and its database: SQLite, or PostgreSQL on a loopback
+    address or a Unix socket (docs/benchmarks.md, "PostgreSQL reads on the event loop")."""
+    if setting in ("yes", "no"):
+        return setting == "yes"
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        return True
+    socket_dir = url.query.get("host")
+    if isinstance(socket_dir, tuple):
+        socket_dir = socket_dir[0] if socket_dir else None
+    if socket_dir:
+        return str(socket_dir).startswith("/")
+    return (url.host or "") in _LOCAL_HOSTS
+
+
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"

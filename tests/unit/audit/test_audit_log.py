@@ -186,3 +186,25 @@ def test_stored_rows_are_the_rows_and_leaves_of_to_row(services: Services) -> No
     assert rows[1][COLUMNS.index("practitioner")] is None
     assert rows[2][COLUMNS.index("account_id")] == ""
     assert rows[2][COLUMNS.index("sealed")] is None
+
+
+def test_a_row_written_behind_the_writer_fails_its_batch_and_raises_an_alert(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone with database access inserts the log's next record themselves: the writer's
+    batch collides with it (on PostgreSQL inside psycopg's pipeline, where the failure comes
+    at the sync, not at the insert), nothing of the batch is stored, and the writer says why."""
+    services.audit.record(make_record(0))
+    alerts: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(
+        services.audit._writer, "_alert", lambda kind, _msg, details: alerts.append((kind, details))
+    )
+    with services.engine.begin() as conn:
+        forged = conn.execute(select(audit_event).where(audit_event.c.seq == 0)).one()._asdict()
+        conn.execute(audit_event.insert().values({**forged, "seq": 1}))
+    with pytest.raises(AuditUnavailable):
+        services.audit.record(make_record(1), make_record(2))
+    assert alerts == [("audit-log-foreign-row", {"position": 1})]
+    with services.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(audit_batch)).scalar() == 1
+    assert [r.resource_id for r in _rows(services)] == ["obs-0", "obs-0"]
