@@ -21,8 +21,14 @@ Two access patterns:
   and written in its next batch by the flusher thread, whose CPU is this process's too; near a
   threshold the guard writes and counts in the database on the request path instead).
 
+`--api` adds the same through the ASGI application, 16 requests in flight (guard_api.py): by
+default all of one session (one account reading at the server's full speed: it fills the
+ledger's per-account queue and writes it on the request path, the guard's worst case), with
+`--sessions 16` one each for as many clinicians (a ward at the same total rate).
+
     .venv/bin/python bench/bench_guard.py                          # SQLite and PostgreSQL
     .venv/bin/python bench/bench_guard.py --backends sqlite --patients 400 --rounds 2000
+    .venv/bin/python bench/bench_guard.py --backends sqlite --rounds 6000 --api --sessions 16
 """
 
 from __future__ import annotations
@@ -212,6 +218,12 @@ def main() -> int:
     parser.add_argument(
         "--api", action="store_true", help="also through the ASGI application (guard_api.py)"
     )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        help="--api: the requests in flight spread over this many accounts' sessions",
+    )
     args = parser.parse_args()
     print(f"machine: {machine_facts()}")
     print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -228,9 +240,11 @@ def main() -> int:
                 print(f"\n{backend}, {args.patients} patients in scope, {args.rounds} reads each:")
                 print("\n".join(measure(services, patients, args.rounds)))
                 if args.api:
-                    token = session_token(services, "bench.api")
+                    tokens = [
+                        session_token(services, f"bench.api{i}") for i in range(args.sessions)
+                    ]
                     print()
-                    print("\n".join(measure_api(services, patients, token, args.rounds)))
+                    print("\n".join(measure_api(services, patients, tokens, args.rounds)))
             finally:
                 services.close()
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
