@@ -39,7 +39,7 @@ class Settings:
     # Argon2id cost, session lifetimes per role, factor policy per role, sign-in throttling,
     # WebAuthn relying party, OpenID Connect providers: `[identity]` (rempart.identity.settings).
     identity: IdentityConfig = field(default_factory=IdentityConfig)
-    # Reads (and searches) run on the server's event loop rather than in its thread pool:
+    # Reads (and vreads) run on the server's event loop rather than in its thread pool:
     # "auto" when the database answers from this machine (SQLite, or PostgreSQL on a loopback
     # address or a Unix socket), "yes" or "no" to decide (store/db.py, `reads_on_loop`).
     reads_on_event_loop: ReadsOnLoop = "auto"

@@ -46,7 +46,7 @@ class Services:
     guard: Guard  # scores every access before its data leaves (issue #7); no switch turns it off
     security: GuardService  # the security officer's alerts, containments, releases
 
-    # Reads and searches run on the event loop (`store.db.reads_on_loop`); set once here.
+    # Reads (and vreads) run on the event loop (`store.db.reads_on_loop`); set once here.
     reads_inline: bool = False
 
     def close(self) -> None:
