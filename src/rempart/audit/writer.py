@@ -156,6 +156,7 @@ class LogWriter:
         # write's own transaction appended in between): building ahead is then worth it.
         self.steady = False
         self._storing = 0  # the first position of the batch being stored (for an alert)
+        self._reported: int | None = None  # the batch whose foreign row was reported
 
     def _connection(self) -> Connection:
         if self._conn is None:
@@ -294,7 +295,7 @@ class LogWriter:
         """Insert the rows at the end of the log, the subtree hashes they complete and the
         checkpoint after them."""
         first, rows, nodes = prepared.size, prepared.rows, prepared.nodes
-        self._storing = first
+        self._storing, self._reported = first, None
         try:
             step = sql.rows_per_insert
             if step:
@@ -348,6 +349,11 @@ class LogWriter:
         return Frontier() if latest is None else Frontier.unpack(int(latest[0]), bytes(latest[1]))
 
     def _foreign_rows(self, first: int) -> None:
+        # Once per batch: in pipeline mode the failed insert may be raised by the insert
+        # itself (its result had arrived) and then again by the pipeline's sync.
+        if self._reported == first:
+            return
+        self._reported = first
         self.tampered(
             "audit-log-foreign-row",
             f"a record at position {first} or later exists that this writer did not "
