@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, Connection
 
 from rempart.access import views
 from rempart.access.permissions import PATIENT_DATA_TYPES
-from rempart.access.scope import PatientScope, compartment_is_empty
+from rempart.access.scope import PatientScope, ReadLink, compartment_is_empty
 from rempart.errors import Forbidden
 
 _ISSUER: Final = object()
@@ -56,10 +56,23 @@ class Decision:
 
     # ---- the store's questions -----------------------------------------------------------
 
-    def may_read(self, res_type: str, compartment: str | None, *, conn: Connection) -> bool:
+    def may_read(
+        self,
+        res_type: str,
+        compartment: str | None,
+        *,
+        conn: Connection,
+        link: tuple[ReadLink, object] | None = None,
+    ) -> bool:
+        """`link`: this decision's `read_link()` and the value its column took in the row's
+        SELECT, which then answers for the care-link query."""
         return res_type in self.read_types and self._covers(
-            self.patients, conn, res_type, compartment
+            self.patients, conn, res_type, compartment, link
         )
+
+    def read_link(self) -> ReadLink | None:
+        """The patient check as a column of the read's SELECT (`scope.ReadLink`), or None."""
+        return None if self.patients.everyone else self.patients.read_link()
 
     def may_write(
         self,
@@ -97,7 +110,12 @@ class Decision:
         return False
 
     def _covers(
-        self, scope: PatientScope, conn: Connection, res_type: str, compartment: str | None
+        self,
+        scope: PatientScope,
+        conn: Connection,
+        res_type: str,
+        compartment: str | None,
+        link: tuple[ReadLink, object] | None = None,
     ) -> bool:
         if scope.everyone:
             return True
@@ -108,7 +126,12 @@ class Decision:
             return res_type not in PATIENT_DATA_TYPES
         if compartment in self._reasons:
             return True
-        reason = scope.covers(conn, compartment)
+        # The column's value answers only the question this scope would ask (a value read for
+        # another account's scope must not open this one's door).
+        if link is not None and link[0].same_question(scope.read_link()):
+            reason = link[0].reason(link[1])
+        else:
+            reason = scope.covers(conn, compartment)
         if reason is None:
             return False
         self._reasons[compartment] = reason

@@ -60,6 +60,31 @@ class PatientScope(Protocol):
 
     def describe(self) -> str: ...
 
+    def read_link(self) -> ReadLink | None:
+        """`covers` as a column the read's own SELECT can carry (None: nothing to ask the
+        database, or no such column)."""
+
+
+@dataclass(frozen=True, eq=False)  # `column` is SQL: `==` on it builds an expression
+class ReadLink:
+    """The care-link question of `covers`, as a column of a SELECT on `resource`.
+
+    Why: on PostgreSQL each query of a read is a round trip, and the care link was one of the
+    read's three; carried by the resource's own SELECT it costs no round trip, and on SQLite one
+    statement less (~35 µs of Python, `store.prepared`). `column` is NULL when the row's
+    compartment is not covered, else the kind of link that covers it (`explain` words it).
+    """
+
+    key: object  # what the column's SQL depends on: statements built on it are cached by it
+    column: Any  # a scalar subquery correlated to `resource.compartment`, unvalued parameters
+    params: dict[str, Any]  # the values of its parameters
+
+    def reason(self, kind: object) -> str | None:
+        return None if kind is None else _explain(str(kind))
+
+    def same_question(self, other: ReadLink | None) -> bool:
+        return other is not None and self.key == other.key and self.params == other.params
+
 
 @dataclass(frozen=True)
 class Everyone:
@@ -83,6 +108,9 @@ class Everyone:
     def describe(self) -> str:
         return self.reason
 
+    def read_link(self) -> ReadLink | None:
+        return None
+
 
 @dataclass(frozen=True)
 class Nobody:
@@ -103,6 +131,9 @@ class Nobody:
 
     def describe(self) -> str:
         return self.reason
+
+    def read_link(self) -> ReadLink | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -127,6 +158,9 @@ class Fixed:
 
     def describe(self) -> str:
         return self.reason
+
+    def read_link(self) -> ReadLink | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -156,6 +190,9 @@ class Cohort:
 
     def describe(self) -> str:
         return f"approved cohort export {self.export_id}"
+
+    def read_link(self) -> ReadLink | None:
+        return None  # exports read in bulk, through searches
 
 
 @dataclass(frozen=True)
@@ -218,6 +255,10 @@ class Relationships:
         values = self._values()
         return compartment.in_(_scope_subquery(self._shape, values))
 
+    def read_link(self) -> ReadLink | None:
+        shape = self._shape
+        return ReadLink(shape, _covers_column(shape), self._values())
+
     def _units(self) -> CTE:
         return _units_cte(bindparam("scope_account", self.account_id))
 
@@ -250,14 +291,14 @@ class _Shape:
     break_glass: bool
 
 
-def _units_cte(account: Any) -> CTE:
+def _units_cte(account: Any, name: str = "member_units") -> CTE:
     # Units the account belongs to, and everything under them in the directory (a membership of
     # an establishment covers its units and their locations). UNION (not UNION ALL) stops on a
     # cycle in bad directory data instead of looping.
     base = select(unit_membership.c.unit.label("unit")).where(
         unit_membership.c.account_id == account
     )
-    units = base.cte("member_units", recursive=True)
+    units = base.cte(name, recursive=True)
     below = select(unit_parent.c.child).join(units, unit_parent.c.parent == units.c.unit)
     return units.union(below)
 
@@ -308,19 +349,37 @@ def _link_conditions(
 @lru_cache(maxsize=32)
 def _covers_statement(shape: _Shape) -> Prepared:
     """Is this patient linked to this account? (Unvalued parameters, bound at execution.)"""
-    units = _units_cte(bindparam("scope_account"))
-    patient: Any = bindparam("scope_patient")
-    linked = select(care_link.c.kind).where(
-        care_link.c.patient == patient, or_(*_link_conditions(shape, units, None))
+    return Prepared(_covers_select(shape, bindparam("scope_patient")))
+
+
+@lru_cache(maxsize=32)
+def _covers_column(shape: _Shape) -> Any:
+    """The same question about the compartment of the `resource` row a SELECT reads."""
+    return _covers_select(shape, resource.c.compartment).scalar_subquery().label("care_link")
+
+
+def _covers_select(shape: _Shape, patient: Any) -> Any:
+    # Named apart from `where`'s CTE: a search's page carries both in one statement.
+    units = _units_cte(bindparam("scope_account"), "covers_units")
+    # Correlated explicitly: inside a UNION, SQLAlchemy would otherwise add `resource` to each
+    # part's FROM when `patient` is its column.
+    linked = (
+        select(care_link.c.kind)
+        .where(care_link.c.patient == patient, or_(*_link_conditions(shape, units, None)))
+        .correlate(resource)
     )
     if not shape.break_glass:
-        return Prepared(linked.limit(1))
-    granted = select(literal(BREAK_GLASS)).where(
-        break_glass.c.account_id == bindparam("scope_account"),
-        break_glass.c.patient == patient,
-        break_glass.c.expires > bindparam("scope_now"),
+        return linked.limit(1)
+    granted = (
+        select(literal(BREAK_GLASS))
+        .where(
+            break_glass.c.account_id == bindparam("scope_account"),
+            break_glass.c.patient == patient,
+            break_glass.c.expires > bindparam("scope_now"),
+        )
+        .correlate(resource)
     )
-    return Prepared(union_all(linked, granted).limit(1))
+    return union_all(linked, granted).limit(1)
 
 
 def _scope_subquery(shape: _Shape, values: dict[str, Any]) -> Any:

@@ -1,8 +1,9 @@
 """Hot-path SELECTs executed on the driver's cursor, compiled once per dialect.
 
-A protected read runs three small indexed SELECTs (the session, the current version, the care
-link). Through SQLAlchemy's `Connection.execute` each costs about 35 µs of Python on top of the
-database's own ~10 µs (measured on this project's machine), a tenth of the whole read. Here the
+A protected read runs two small indexed SELECTs (the session; the current version, which
+carries the care-link check as a column, `access.scope.ReadLink`). Through SQLAlchemy's
+`Connection.execute` each costs about 35 µs of Python on top of the database's own ~10 µs
+(measured on this project's machine), a tenth of the whole read. Here the
 statement is compiled once, its SQL and parameter order kept, and run on the DB-API connection
 that the SQLAlchemy `Connection` already holds.
 

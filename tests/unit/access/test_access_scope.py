@@ -7,12 +7,12 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import null, update
 
 from rempart.access import membership
 from rempart.access.pdp import Principal, decide
 from rempart.access.roles import Role
-from rempart.access.scope import Relationships
+from rempart.access.scope import ReadLink, Relationships
 from rempart.access.settings import PolicySettings
 from rempart.access.tables import break_glass
 from rempart.context import RequestContext
@@ -235,6 +235,92 @@ def test_a_search_fails_closed_when_a_row_is_not_covered_on_its_own(
     encounter(services, attending, attender=me)
     who = clinician(me, services=services)
     assert visible(services, who, [attending]) == {attending}
-    monkeypatch.setattr(Relationships, "covers", lambda self, conn, patient: None)
+    # The page's per-patient check (a column of its SELECT, `ReadLink`) says no.
+    never = ReadLink("never", null().label("care_link"), {})
+    monkeypatch.setattr(Relationships, "read_link", lambda self: never)
     with pytest.raises(Forbidden):
         search(services.store, decide(who), parse_search("Patient", [("_count", "200")]))
+
+
+def test_reads_and_searches_ask_the_care_link_in_their_own_select_as_covers_would(
+    services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read and a search page carry the care-link question as a column of their SELECT
+    (`scope.ReadLink`): for every kind of relationship, and for a clinician with and without a
+    Practitioner, with and without break-the-glass, and a front desk, it answers exactly as
+    `covers` does, with the same reason, without running `covers`' own query."""
+    me, colleague = practitioner(services), practitioner(services)
+    ward = unit(services)
+    attending = patient(services)
+    encounter(services, attending, attender=me)
+    in_ward = patient(services)
+    encounter(services, in_ward, provider=ward, attender=colleague)
+    treated = patient(services, generalPractitioner=[{"reference": me}])
+    stranger = patient(services)
+    encounter(services, stranger, attender=colleague)
+    glass = patient(services)
+    doctor = new_staff(services, Role.CLINICIAN, practitioner=me, units=(ward,))
+    services.access.break_glass.grant(
+        doctor.principal(), CTX, f"Patient/{glass}", "patient inconscient admis cette nuit"
+    )
+    desk = new_staff(services, Role.SECRETARY, units=(ward,))
+    everyone = [attending, in_ward, treated, stranger, glass, "no-such-patient"]
+    whos = [
+        doctor.principal(),  # practitioner, unit, break-the-glass
+        clinician(me, services=services),  # practitioner only
+        clinician(None, ward, services=services),  # unit only
+        desk.principal(),  # places: stays and visits
+    ]
+    expected: dict[tuple[int, str], str | None] = {}
+    for n, who in enumerate(whos):
+        scope = decide(who).patients
+        with services.engine.connect() as conn:
+            for pid in everyone:
+                expected[n, pid] = scope.covers(conn, pid)
+    assert expected[0, glass] is not None
+    assert expected[1, glass] is None
+    assert expected[0, treated] is not None
+    assert expected[2, treated] is None
+    assert expected[3, in_ward] is not None
+    assert expected[3, stranger] is None
+
+    def no_query(self: Relationships, conn: object, patient: str) -> str | None:
+        raise AssertionError("the read ran the care-link query of its own")
+
+    monkeypatch.setattr(Relationships, "covers", no_query)
+    for n, who in enumerate(whos):
+        for pid in everyone:
+            decision = decide(who)
+            if expected[n, pid] is None:
+                with pytest.raises(Forbidden):
+                    services.store.read(decision, "Patient", pid)
+            else:
+                assert services.store.read(decision, "Patient", pid).res_id == pid
+                assert decision.explain() == f"{decision.reason}: {expected[n, pid]}"
+        # A search's page: each patient's reason, from the page's own SELECT.
+        decision = decide(who)
+        found, _ = search(services.store, decision, parse_search("Patient", [("_count", "200")]))
+        reached = {s.res_id for s in found} & set(everyone)
+        assert reached == {pid for pid in everyone if expected[n, pid] is not None}
+        for pid in reached:
+            assert decision.explain(pid) == f"{decision.reason}: {expected[n, pid]}"
+
+
+def test_a_care_link_answer_read_for_another_scope_opens_nothing(services: Services) -> None:
+    """`may_read` takes a column's value only for the question its own scope asks."""
+    me = practitioner(services)
+    mine = patient(services)
+    encounter(services, mine, attender=me)
+    other = patient(services)
+    who, someone = clinician(None, services=services), clinician(me, services=services)
+    their_decision = decide(someone)
+    theirs = their_decision.read_link()
+    assert theirs is not None
+    decision = decide(who)
+    with services.engine.connect() as conn:
+        forged = (theirs, "participant")
+        assert not decision.may_read("Patient", other, conn=conn, link=forged)
+        assert not decision.may_read("Patient", mine, conn=conn, link=forged)
+        # For its own question the column's value is the answer, NULL included.
+        assert their_decision.may_read("Patient", other, conn=conn, link=forged)
+        assert not their_decision.may_read("Patient", mine, conn=conn, link=(theirs, None))
