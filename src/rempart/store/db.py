@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
@@ -33,12 +35,35 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
 
 def autocommit(engine: Engine) -> Engine:
-    """The same pool, for reads on the hot path: on PostgreSQL no BEGIN and no ROLLBACK round
+    """The engine for reads on the hot path: on PostgreSQL no BEGIN and no ROLLBACK round
     trip. Never for writes. SQLite keeps its engine: switching a pysqlite connection's
-    isolation level costs a PRAGMA on every checkout and checkin, more than it saves."""
+    isolation level costs a PRAGMA on every checkout and checkin, more than it saves.
+
+    On PostgreSQL a pool of its own, whose connections stay in autocommit: switching one of
+    `engine`'s connections there and back (`execution_options`) cost 40 µs of CPU on every
+    checkout, two per read (bench: `docs/benchmarks.md`, 2026-12-01). It is disposed with
+    `engine`, and one is made per engine however many callers ask.
+    """
     if engine.dialect.name != "postgresql":
         return engine
-    return engine.execution_options(isolation_level="AUTOCOMMIT")
+    with _READERS_LOCK:
+        reader = _READERS.get(engine)
+        if reader is None:
+            pool: Any = engine.pool
+            reader = create_engine(
+                engine.url,
+                isolation_level="AUTOCOMMIT",
+                pool_size=pool.size(),
+                max_overflow=pool._max_overflow,
+                pool_recycle=1800,
+            )
+            _READERS[engine] = reader
+            event.listen(engine, "engine_disposed", lambda _: reader.dispose())
+    return reader
+
+
+_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_READERS_LOCK = threading.Lock()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
