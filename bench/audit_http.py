@@ -1,7 +1,8 @@
 """The `http` scenario of bench_audit.py: a protected read over HTTP with and without its audit
 record, in one run.
 
-Two uvicorn processes (one worker each) serve one seeded SQLite home: "with" is the product;
+Two uvicorn processes (one worker each) serve one seeded home (SQLite, or a scratch PostgreSQL
+database with `--backend postgresql`): "with" is the product;
 "without" has its audit log replaced by a no-op sink in that process only (the guard, when
 wired in front of the log, stays). One clinician token, `GET /fhir/Patient/{id}` rotating
 over the patients that clinician may read, `wrk -t1 -cC`, the two servers loaded in turns
@@ -32,13 +33,13 @@ from rempart.config import load_settings
 from rempart.wiring import open_services
 
 
-def serve_for_bench(home: str, port: str, mode: str) -> None:
-    """`bench_audit.py _serve HOME PORT with|without`: one uvicorn process on the app."""
+def serve_for_bench(home: str, port: str, mode: str, url: str = "") -> None:
+    """`bench_audit.py _serve HOME PORT with|without [URL]`: one uvicorn process on the app."""
     import uvicorn
 
     from rempart.api.app import create_app, settle_heap
 
-    svc = open_services(load_settings(Path(home)), pool_size=20)
+    svc = open_services(load_settings(Path(home), url or None), pool_size=20)
     if mode.endswith("-bare"):  # nothing in front of the log: the audit's cost alone
         svc.records.audit = svc.audit
     if mode.startswith("without"):
@@ -80,7 +81,7 @@ def _clinician(base: str, credentials: Path) -> tuple[str, list[str]]:
     return best
 
 
-def _start(home: Path, mode: str) -> tuple[subprocess.Popen[bytes], str]:
+def _start(home: Path, mode: str, url: str | None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -90,6 +91,7 @@ def _start(home: Path, mode: str) -> tuple[subprocess.Popen[bytes], str]:
             str(home),
             str(port),
             mode,
+            url or "",
         ],
         start_new_session=True,
         stderr=subprocess.DEVNULL,
@@ -111,12 +113,13 @@ def bench_http(
     *,
     bare: bool = False,
     window_ms: float | None = None,
+    url: str | None = None,
 ) -> list[str]:
     """`bare`: also a pair of servers whose reads record straight into the log (no guard in
     front), so that the audit's own cost is measured apart from the guard's."""
     tmp = Path(tempfile.mkdtemp(prefix="rempart-bench-audit-http-"))
     home, creds = tmp / "home", tmp / "credentials.json"
-    rempart(home, None, "seed", "--patients", str(patients), "--credentials-out", str(creds))
+    rempart(home, url, "seed", "--patients", str(patients), "--credentials-out", str(creds))
     if window_ms is not None:
         with (home / "config.toml").open("a") as fh:
             fh.write(f"\n[audit]\ncommit_window_ms = {window_ms}\n")
@@ -125,7 +128,7 @@ def bench_http(
     results: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     try:
         for mode in modes:
-            servers[mode] = _start(home, mode)
+            servers[mode] = _start(home, mode, url)
         token, paths = _clinician(servers["with"][1], creds)
         (tmp / "read.paths").write_text("\n".join(paths) + "\n")
         (tmp / "rotate.lua").write_text(LUA)
@@ -159,13 +162,14 @@ def bench_http(
             proc.wait(timeout=30)
         shutil.rmtree(tmp, ignore_errors=True)
     lines = []
+    backend = "SQLite" if url is None else "PostgreSQL"
     best = {m: max(rs, key=lambda r: r["rps"]) for m, rs in results.items()}
     cpu = {m: min(r["cpu_ms"] for r in rs) for m, rs in results.items()}
     errors = {m: sum(r["non2xx"] + r["socket_errors"] for r in rs) for m, rs in results.items()}
     for mode in modes:
         b = best[mode]
         lines.append(
-            f"| GET /fhir/Patient/{{id}} over HTTP, {mode} audit, 1 server process, wrk "
+            f"| GET /fhir/Patient/{{id}} over HTTP, {mode} audit, {backend}, 1 server process, wrk "
             f"-c{connections}, {len(paths)} patients | best {b['rps']:,.0f} req/s, p50 "
             f"{b['p50_us'] / 1000:.1f} ms, p99 {b['p99_us'] / 1000:.1f} ms | server CPU "
             f"{cpu[mode]:.2f} ms/req (min), server on {b['server_cpu']:.2f} cores | "

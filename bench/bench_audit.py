@@ -22,7 +22,7 @@ the steadier figure and is printed next to each rate.
     .venv/bin/python bench/bench_audit.py                          # SQLite, 1M-record verify
     .venv/bin/python bench/bench_audit.py --only verify --verify-records 10000000
     .venv/bin/python bench/bench_audit.py --only http --read-seconds 10 --read-rounds 3
-    .venv/bin/python bench/bench_audit.py --backend postgresql --only append read
+    .venv/bin/python bench/bench_audit.py --backend postgresql --only append read http
 """
 
 from __future__ import annotations
@@ -275,7 +275,7 @@ def main(argv: list[str]) -> int:
     if argv[:1] == ["_serve"]:
         from audit_http import serve_for_bench
 
-        serve_for_bench(*argv[1:4])
+        serve_for_bench(*argv[1:5])
         return 0
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=["sqlite", "postgresql"], default="sqlite")
@@ -316,17 +316,23 @@ def main(argv: list[str]) -> int:
     print(f"- backend: {args.backend}\n")
     print("| scenario | size | result | | | | |")
     print("|---|---|---|---|---|---|---|")
-    if "http" in wanted and args.backend == "sqlite":
+    if "http" in wanted:
         from audit_http import bench_http
 
-        rows = bench_http(
-            args.read_patients,
-            int(args.read_seconds),
-            args.read_rounds,
-            args.http_connections,
-            bare=args.bare,
-            window_ms=args.commit_window_ms,
-        )
+        scratch = Path(tempfile.mkdtemp(prefix="rempart-bench-audit-db-"))
+        try:
+            with scratch_database(args.backend, scratch) as url:
+                rows = bench_http(
+                    args.read_patients,
+                    int(args.read_seconds),
+                    args.read_rounds,
+                    args.http_connections,
+                    bare=args.bare,
+                    window_ms=args.commit_window_ms,
+                    url=url,
+                )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
         for row in rows:
             print(row, flush=True)
     if "verify" in wanted and args.backend == "sqlite":
