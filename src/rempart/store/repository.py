@@ -140,17 +140,20 @@ class ResourceStore:
         self, decision: Decision, res_type: str, res_id: str, *, only: int | None
     ) -> list[Stored]:
         issued(decision)
+        link = decision.read_link()
         with self.reader.connect() as conn:
             current = conn.execute(
-                select(resource.c.compartment).where(
+                select(resource.c.compartment, *([] if link is None else [link.column])).where(
                     resource.c.res_type == res_type, resource.c.res_id == res_id
-                )
+                ),
+                {} if link is None else link.params,
             ).first()
             if current is None:
                 if decision.restricted or res_type not in decision.read_types:
                     raise refused(decision, res_type, res_id)
                 raise ResourceNotFound(f"{res_type}/{res_id} is not known")
-            if not decision.may_read(res_type, current.compartment, conn=conn):
+            checked = None if link is None else (link, current.care_link)
+            if not decision.may_read(res_type, current.compartment, conn=conn, link=checked):
                 raise refused(decision, res_type, res_id)
             query = select(
                 resource_version.c.version,

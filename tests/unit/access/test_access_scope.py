@@ -245,10 +245,10 @@ def test_a_search_fails_closed_when_a_row_is_not_covered_on_its_own(
 def test_reads_and_searches_ask_the_care_link_in_their_own_select_as_covers_would(
     services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A read and a search page carry the care-link question as a column of their SELECT
-    (`scope.ReadLink`): for every kind of relationship, and for a clinician with and without a
-    Practitioner, with and without break-the-glass, and a front desk, it answers exactly as
-    `covers` does, with the same reason, without running `covers`' own query."""
+    """A read (vread, history) and a search page carry the care-link question as a column of
+    their SELECT (`scope.ReadLink`): for every kind of relationship, and for a clinician with
+    and without a Practitioner, with and without break-the-glass, and a front desk, it answers
+    exactly as `covers` does, with the same reason, without running `covers`' own query."""
     me, colleague = practitioner(services), practitioner(services)
     ward = unit(services)
     attending = patient(services)
@@ -294,9 +294,14 @@ def test_reads_and_searches_ask_the_care_link_in_their_own_select_as_covers_woul
             if expected[n, pid] is None:
                 with pytest.raises(Forbidden):
                     services.store.read(decision, "Patient", pid)
+                with pytest.raises(Forbidden):
+                    services.store.vread(decide(who), "Patient", pid, 1)
             else:
                 assert services.store.read(decision, "Patient", pid).res_id == pid
                 assert decision.explain() == f"{decision.reason}: {expected[n, pid]}"
+                history = decide(who)
+                assert [s.version for s in services.store.history(history, "Patient", pid)] == [1]
+                assert history.explain() == f"{history.reason}: {expected[n, pid]}"
         # A search's page: each patient's reason, from the page's own SELECT.
         decision = decide(who)
         found, _ = search(services.store, decision, parse_search("Patient", [("_count", "200")]))
