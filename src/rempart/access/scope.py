@@ -28,6 +28,10 @@ from sqlalchemy import (
     union,
     union_all,
 )
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.selectable import ScalarSelect
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from rempart.access import relations
 from rempart.access.tables import (
@@ -340,10 +344,44 @@ def _link_conditions(
             and_(
                 _kind_in(shape.places),
                 recent,
-                care_link.c.actor.in_(select(units.c.unit)),
+                _AmongUnits(care_link.c.actor, select(units.c.unit).scalar_subquery()),
             )
         )
     return conds
+
+
+class _AmongUnits(ColumnElement[bool]):
+    """`actor IN (SELECT unit FROM <units>)`; on PostgreSQL `actor = ANY(ARRAY(SELECT ...))`.
+
+    Why: PostgreSQL estimates a recursive CTE at hundreds of rows (an account has one to a
+    few units), so for `IN` it chose to scan every `care_link` row and hash the units: 5 ms of
+    a 2,000-patient hospital's search, in both its count and its page (`EXPLAIN ANALYZE`,
+    docs/benchmarks.md 2026-12-01). An array from an InitPlan is probed through the actor index
+    instead. SQLite already drives `IN` from the few units (and has no arrays).
+    """
+
+    inherit_cache = True
+    # No Boolean type: SQLite's compiler would then write `... IN (...) = 1`, which its
+    # planner no longer drives from the index.
+    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's own class-level protocol)
+        ("actor", InternalTraversal.dp_clauseelement),
+        ("units", InternalTraversal.dp_clauseelement),
+    ]
+
+    def __init__(self, actor: ColumnElement[Any], units: ScalarSelect[Any]) -> None:
+        self.actor = actor
+        self.units = units
+
+
+@compiles(_AmongUnits)
+def _among_units(element: _AmongUnits, compiler: SQLCompiler, **kw: Any) -> str:
+    return str(compiler.process(element.actor.in_(element.units), **kw))
+
+
+@compiles(_AmongUnits, "postgresql")
+def _among_units_pg(element: _AmongUnits, compiler: SQLCompiler, **kw: Any) -> str:
+    actor = compiler.process(element.actor, **kw)
+    return f"{actor} = ANY(ARRAY{compiler.process(element.units, **kw)})"
 
 
 @lru_cache(maxsize=32)
