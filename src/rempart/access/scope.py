@@ -3,13 +3,13 @@
 A scope never loads a clinician's patient list into memory: a read asks one indexed question
 ("is this actor linked to this patient?"), and a search joins the same question as a subquery,
 so a clinician with thousands of patients costs what a clinician with three does, and `total`
-only ever counts permitted patients. Nothing here opens a key or a blob.
+only ever counts permitted patients. Nothing here opens a key or a blob. The care-link SQL of
+the `Relationships` scope is built in `linksql.py`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Protocol
 
 from sqlalchemy import (
@@ -17,34 +17,23 @@ from sqlalchemy import (
     ColumnElement,
     Connection,
     Select,
-    and_,
     bindparam,
     exists,
     false,
-    literal,
-    literal_column,
-    or_,
     select,
-    union,
-    union_all,
 )
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.selectable import ScalarSelect
-from sqlalchemy.sql.visitors import InternalTraversal
 
 from rempart.access import relations
-from rempart.access.tables import (
-    break_glass,
-    care_link,
-    export_member,
-    unit_membership,
-    unit_parent,
+from rempart.access.linksql import (
+    BREAK_GLASS,
+    Shape,
+    covers_column,
+    covers_statement,
+    scope_subquery,
+    units_cte,
 )
-from rempart.store.prepared import Prepared
+from rempart.access.tables import export_member
 from rempart.store.tables import resource
-
-BREAK_GLASS = "break-the-glass"
 
 
 class PatientScope(Protocol):
@@ -236,8 +225,8 @@ class Relationships:
         return self.label
 
     @property
-    def _shape(self) -> _Shape:
-        return _Shape(self.personal if self.practitioner else (), self.places, self.break_glass)
+    def _shape(self) -> Shape:
+        return Shape(self.personal if self.practitioner else (), self.places, self.break_glass)
 
     def _values(self) -> dict[str, Any]:
         return {
@@ -252,19 +241,19 @@ class Relationships:
         # One prepared statement per shape of scope, reused: building and caching a SQLAlchemy
         # statement per read costs more than the indexed lookup itself.
         params = {**self._values(), "scope_patient": patient}
-        kind = _covers_statement(self._shape).scalar(conn, params)
+        kind = covers_statement(self._shape).scalar(conn, params)
         return None if kind is None else _explain(str(kind))
 
     def where(self, compartment: ColumnElement[Any]) -> ColumnElement[bool] | None:
         values = self._values()
-        return compartment.in_(_scope_subquery(self._shape, values))
+        return compartment.in_(scope_subquery(self._shape, values))
 
     def read_link(self) -> ReadLink | None:
         shape = self._shape
-        return ReadLink(shape, _covers_column(shape), self._values())
+        return ReadLink(shape, covers_column(shape), self._values())
 
     def _units(self) -> CTE:
-        return _units_cte(bindparam("scope_account", self.account_id))
+        return units_cte(bindparam("scope_account", self.account_id))
 
     def admits(self, conn: Connection, body: dict[str, Any]) -> str | None:
         """An admission or appointment in one of the account's units brings its patient in
@@ -284,159 +273,6 @@ class Relationships:
             select(units.c.unit).where(units.c.unit.in_(sorted(places))).limit(1)
         ).first()
         return "admission in a unit of this account" if hit else None
-
-
-@dataclass(frozen=True)
-class _Shape:
-    """What varies between scopes' SQL (not the values): cached statements are keyed on it."""
-
-    personal: tuple[str, ...]  # empty when the account is linked to no practitioner
-    places: tuple[str, ...]
-    break_glass: bool
-
-
-def _units_cte(account: Any, name: str = "member_units") -> CTE:
-    # Units the account belongs to, and everything under them in the directory (a membership of
-    # an establishment covers its units and their locations). UNION (not UNION ALL) stops on a
-    # cycle in bad directory data instead of looping.
-    base = select(unit_membership.c.unit.label("unit")).where(
-        unit_membership.c.account_id == account
-    )
-    units = base.cte(name, recursive=True)
-    below = select(unit_parent.c.child).join(units, unit_parent.c.parent == units.c.unit)
-    return units.union(below)
-
-
-def _param(name: str, values: dict[str, Any] | None) -> Any:
-    return bindparam(name) if values is None else bindparam(name, values[name])
-
-
-def _kind_in(kinds: tuple[str, ...]) -> ColumnElement[bool]:
-    """`kind IN ('a', 'b')` written into the SQL: the kinds are this module's constants, and an
-    expanding parameter would make every execution of a cached statement re-render its SQL."""
-    if not all(k.replace("-", "").replace("_", "").isalnum() for k in kinds):
-        raise ValueError(f"not a care-link kind: {kinds!r}")
-    return care_link.c.kind.in_([literal_column(f"'{k}'") for k in kinds])
-
-
-def _link_conditions(
-    shape: _Shape, units: CTE, values: dict[str, Any] | None
-) -> list[ColumnElement[bool]]:
-    since = _param("scope_since", values)
-    recent = or_(care_link.c.until.is_(None), care_link.c.until >= since)
-    conds: list[ColumnElement[bool]] = [
-        and_(
-            care_link.c.actor == _param("scope_account_ref", values),
-            care_link.c.kind == relations.REGISTRANT,
-            care_link.c.until >= since,
-        )
-    ]
-    if shape.personal:
-        conds.append(
-            and_(
-                care_link.c.actor == _param("scope_practitioner", values),
-                _kind_in(shape.personal),
-                recent,
-            )
-        )
-    if shape.places:
-        conds.append(
-            and_(
-                _kind_in(shape.places),
-                recent,
-                _AmongUnits(care_link.c.actor, select(units.c.unit).scalar_subquery()),
-            )
-        )
-    return conds
-
-
-class _AmongUnits(ColumnElement[bool]):
-    """`actor IN (SELECT unit FROM <units>)`; on PostgreSQL `actor = ANY(ARRAY(SELECT ...))`.
-
-    Why: PostgreSQL estimates a recursive CTE at hundreds of rows (an account has one to a
-    few units), so for `IN` it chose to scan every `care_link` row and hash the units: 5 ms of
-    a 2,000-patient hospital's search, in both its count and its page (`EXPLAIN ANALYZE`,
-    docs/benchmarks.md 2026-12-01). An array from an InitPlan is probed through the actor index
-    instead. SQLite already drives `IN` from the few units (and has no arrays).
-    """
-
-    inherit_cache = True
-    # No Boolean type: SQLite's compiler would then write `... IN (...) = 1`, which its
-    # planner no longer drives from the index.
-    _traverse_internals = [  # noqa: RUF012 (SQLAlchemy's own class-level protocol)
-        ("actor", InternalTraversal.dp_clauseelement),
-        ("units", InternalTraversal.dp_clauseelement),
-    ]
-
-    def __init__(self, actor: ColumnElement[Any], units: ScalarSelect[Any]) -> None:
-        self.actor = actor
-        self.units = units
-
-
-@compiles(_AmongUnits)
-def _among_units(element: _AmongUnits, compiler: SQLCompiler, **kw: Any) -> str:
-    return str(compiler.process(element.actor.in_(element.units), **kw))
-
-
-@compiles(_AmongUnits, "postgresql")
-def _among_units_pg(element: _AmongUnits, compiler: SQLCompiler, **kw: Any) -> str:
-    actor = compiler.process(element.actor, **kw)
-    return f"{actor} = ANY(ARRAY{compiler.process(element.units, **kw)})"
-
-
-@lru_cache(maxsize=32)
-def _covers_statement(shape: _Shape) -> Prepared:
-    """Is this patient linked to this account? (Unvalued parameters, bound at execution.)"""
-    return Prepared(_covers_select(shape, bindparam("scope_patient")))
-
-
-@lru_cache(maxsize=32)
-def _covers_column(shape: _Shape) -> Any:
-    """The same question about the compartment of the `resource` row a SELECT reads."""
-    return _covers_select(shape, resource.c.compartment).scalar_subquery().label("care_link")
-
-
-def _covers_select(shape: _Shape, patient: Any) -> Any:
-    # Named apart from `where`'s CTE: a search's page carries both in one statement.
-    units = _units_cte(bindparam("scope_account"), "covers_units")
-    # Correlated explicitly: inside a UNION, SQLAlchemy would otherwise add `resource` to each
-    # part's FROM when `patient` is its column.
-    linked = (
-        select(care_link.c.kind)
-        .where(care_link.c.patient == patient, or_(*_link_conditions(shape, units, None)))
-        .correlate(resource)
-    )
-    if not shape.break_glass:
-        return linked.limit(1)
-    granted = (
-        select(literal(BREAK_GLASS))
-        .where(
-            break_glass.c.account_id == bindparam("scope_account"),
-            break_glass.c.patient == patient,
-            break_glass.c.expires > bindparam("scope_now"),
-        )
-        .correlate(resource)
-    )
-    return union_all(linked, granted).limit(1)
-
-
-def _scope_subquery(shape: _Shape, values: dict[str, Any]) -> Any:
-    """The account's patients, as a subquery for `compartment IN (...)` (values bound)."""
-    units = _units_cte(bindparam("scope_account", values["scope_account"]))
-    # `actor IN (units)` is driven from the account's few units through the actor index on
-    # both databases once they have statistics (ANALYZE); a join form made SQLite scan the index
-    # table instead, and PostgreSQL without statistics scans it either way.
-    parts: list[Select[Any]] = [
-        select(care_link.c.patient).where(cond) for cond in _link_conditions(shape, units, values)
-    ]
-    if shape.break_glass:
-        parts.append(
-            select(break_glass.c.patient).where(
-                break_glass.c.account_id == bindparam("scope_account", values["scope_account"]),
-                break_glass.c.expires > bindparam("scope_now", values["scope_now"]),
-            )
-        )
-    return union(*parts) if len(parts) > 1 else parts[0]
 
 
 def compartment_is_empty(conn: Connection, patient: str) -> bool:

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError as DbIntegrityError
 
 from rempart.access import relations
 from rempart.access.decision import Decision, issued
-from rempart.access.scope import ReadLink
 from rempart.clock import micros_to_iso, now_micros
 from rempart.crypto import BlindIndex
 from rempart.errors import (
@@ -31,9 +30,9 @@ from rempart.errors import (
 from rempart.fhir import patient_compartment
 from rempart.store.bulk import bulk_insert
 from rempart.store.codec import index_digests, open_resource, seal_resource
+from rempart.store.current import read_current
 from rempart.store.db import autocommit
 from rempart.store.keyring import DIRECTORY_OWNER, Keyring
-from rempart.store.prepared import Prepared
 from rempart.store.tables import resource, resource_version, search_index
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9\-.]{1,64}")
@@ -64,47 +63,6 @@ def refused(decision: Decision, res_type: str, res_id: str) -> Forbidden:
     return Forbidden(f"access to {res_type}/{res_id} is not permitted")
 
 
-# Built once: constructing a SQLAlchemy statement per read cost more than the indexed lookup.
-_READ_SELECT = (
-    select(
-        resource.c.version,
-        resource.c.compartment,
-        resource.c.last_updated,
-        resource_version.c.payload,
-    )
-    .select_from(
-        resource.join(
-            resource_version,
-            and_(
-                resource_version.c.res_type == resource.c.res_type,
-                resource_version.c.res_id == resource.c.res_id,
-                resource_version.c.version == resource.c.version,
-            ),
-        )
-    )
-    .where(resource.c.res_type == bindparam("res_type"), resource.c.res_id == bindparam("res_id"))
-)
-_READ_CURRENT = Prepared(_READ_SELECT)
-_READ_WITH_LINK: dict[object, Prepared] = {}  # by `ReadLink.key`: a handful of scope shapes
-
-
-def _read_current(
-    conn: Connection, decision: Decision, res_type: str, res_id: str
-) -> tuple[Any, tuple[ReadLink, object] | None]:
-    """The current version's row; with the decision's care-link check in the same SELECT when
-    it has one (`ReadLink`: one statement, one round trip, fewer)."""
-    params: dict[str, Any] = {"res_type": res_type, "res_id": res_id}
-    link = decision.read_link()
-    if link is None:
-        return _READ_CURRENT.first(conn, params), None
-    statement = _READ_WITH_LINK.get(link.key)
-    if statement is None:
-        statement = Prepared(_READ_SELECT.add_columns(link.column))
-        _READ_WITH_LINK[link.key] = statement
-    row = statement.first(conn, {**params, **link.params})
-    return row, None if row is None else (link, row.care_link)
-
-
 class ResourceStore:
     def __init__(self, engine: Engine, keyring: Keyring, blind: BlindIndex) -> None:
         self.engine = engine
@@ -117,7 +75,7 @@ class ResourceStore:
     def read(self, decision: Decision, res_type: str, res_id: str) -> Stored:
         issued(decision)  # a look-alike object never reaches a row (costs one comparison)
         with self.reader.connect() as conn:
-            row, link = _read_current(conn, decision, res_type, res_id)
+            row, link = read_current(conn, decision, res_type, res_id)
             if row is None:
                 if decision.restricted or res_type not in decision.read_types:
                     raise refused(decision, res_type, res_id)
