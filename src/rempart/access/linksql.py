@@ -174,9 +174,9 @@ def _covers_select(shape: Shape, patient: Any) -> Any:
 def scope_subquery(shape: Shape, values: dict[str, Any]) -> Any:
     """The account's patients, as a subquery for `compartment IN (...)` (values bound)."""
     units = units_cte(bindparam("scope_account", values["scope_account"]))
-    # `actor IN (units)` is driven from the account's few units through the actor index on
-    # both databases once they have statistics (ANALYZE); a join form made SQLite scan the index
-    # table instead, and PostgreSQL without statistics scans it either way.
+    # The unit branch is driven from the account's few units through the actor index: SQLite
+    # does so for `IN` once it has statistics (ANALYZE), PostgreSQL only for the array form
+    # (`_AmongUnits`); a join form made SQLite scan the index table instead.
     parts: list[Select[Any]] = [
         select(care_link.c.patient).where(cond) for cond in _link_conditions(shape, units, values)
     ]
