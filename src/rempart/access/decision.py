@@ -157,7 +157,12 @@ class Decision:
     def search_filter(
         self, res_type: str, echo: list[tuple[str, str]], compartment: ColumnElement[Any]
     ) -> ColumnElement[bool] | None:
-        """The SQL condition a search of `res_type` must add; None: no patient restriction.
+        """The SQL condition a search of `res_type` must add; None: no patient restriction."""
+        scope = self.search_scope(res_type, echo)
+        return None if scope is None else scope.where(compartment)
+
+    def search_scope(self, res_type: str, echo: list[tuple[str, str]]) -> PatientScope | None:
+        """The patient scope a search of `res_type` is held to; None: no patient restriction.
 
         Refuses searches on withheld elements. An exact identity lookup by a front desk sees
         every Patient that matches it exactly, and only Patients.
@@ -167,7 +172,7 @@ class Decision:
             raise Forbidden(f"searching {res_type} by clinical elements is not permitted")
         if self.identity_lookup and views.is_identity_lookup(res_type, echo):
             return None
-        return self.patients.where(compartment)
+        return self.patients
 
     # ---- what the caller sees and may send ---------------------------------------------------
 

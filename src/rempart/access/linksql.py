@@ -171,9 +171,16 @@ def _covers_select(shape: Shape, patient: Any) -> Any:
     return union_all(linked, granted).limit(1)
 
 
-def scope_subquery(shape: Shape, values: dict[str, Any]) -> Any:
-    """The account's patients, as a subquery for `compartment IN (...)` (values bound)."""
-    units = units_cte(bindparam("scope_account", values["scope_account"]))
+@lru_cache(maxsize=32)
+def scope_template(shape: Shape) -> Any:
+    """`scope_subquery` with unvalued parameters, bound at execution (`ScopeSql`)."""
+    return scope_subquery(shape, None)
+
+
+def scope_subquery(shape: Shape, values: dict[str, Any] | None) -> Any:
+    """The account's patients, as a subquery for `compartment IN (...)` (values bound, or
+    parameters left unvalued with `values` None)."""
+    units = units_cte(_param("scope_account", values))
     # The unit branch is driven from the account's few units through the actor index: SQLite
     # does so for `IN` once it has statistics (ANALYZE), PostgreSQL only for the array form
     # (`_AmongUnits`); a join form made SQLite scan the index table instead.
@@ -183,8 +190,8 @@ def scope_subquery(shape: Shape, values: dict[str, Any]) -> Any:
     if shape.break_glass:
         parts.append(
             select(break_glass.c.patient).where(
-                break_glass.c.account_id == bindparam("scope_account", values["scope_account"]),
-                break_glass.c.expires > bindparam("scope_now", values["scope_now"]),
+                break_glass.c.account_id == _param("scope_account", values),
+                break_glass.c.expires > _param("scope_now", values),
             )
         )
     return union(*parts) if len(parts) > 1 else parts[0]

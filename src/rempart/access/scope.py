@@ -30,6 +30,7 @@ from rempart.access.linksql import (
     covers_column,
     covers_statement,
     scope_subquery,
+    scope_template,
     units_cte,
 )
 from rempart.access.tables import export_member
@@ -57,6 +58,9 @@ class PatientScope(Protocol):
         """`covers` as a column the read's own SELECT can carry (None: nothing to ask the
         database, or no such column)."""
 
+    def where_sql(self) -> ScopeSql | None:
+        """`where` as a part of a cached statement (None: this scope has none; use `where`)."""
+
 
 @dataclass(frozen=True, eq=False)  # `column` is SQL: `==` on it builds an expression
 class ReadLink:
@@ -77,6 +81,19 @@ class ReadLink:
 
     def same_question(self, other: ReadLink | None) -> bool:
         return other is not None and self.key == other.key and self.params == other.params
+
+
+@dataclass(frozen=True, eq=False)  # `subquery` is SQL, as ReadLink's column
+class ScopeSql:
+    """`where` for a cached statement: `subquery` (the scope's patients, for
+    `compartment IN (...)`) holds unvalued parameters, `params` their values, and statements
+    built on it are cached by `key`. Why: a clinician's search built its SQLAlchemy statement
+    anew each time, and building it and computing its cache key took about a quarter of the
+    search's Python (py-spy, docs/benchmarks.md 2026-12-01)."""
+
+    key: object
+    subquery: Any
+    params: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -104,6 +121,9 @@ class Everyone:
     def read_link(self) -> ReadLink | None:
         return None
 
+    def where_sql(self) -> ScopeSql | None:
+        return None
+
 
 @dataclass(frozen=True)
 class Nobody:
@@ -126,6 +146,9 @@ class Nobody:
         return self.reason
 
     def read_link(self) -> ReadLink | None:
+        return None
+
+    def where_sql(self) -> ScopeSql | None:
         return None
 
 
@@ -153,6 +176,9 @@ class Fixed:
         return self.reason
 
     def read_link(self) -> ReadLink | None:
+        return None
+
+    def where_sql(self) -> ScopeSql | None:
         return None
 
 
@@ -186,6 +212,9 @@ class Cohort:
 
     def read_link(self) -> ReadLink | None:
         return None  # exports read in bulk, through searches
+
+    def where_sql(self) -> ScopeSql | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -251,6 +280,10 @@ class Relationships:
     def read_link(self) -> ReadLink | None:
         shape = self._shape
         return ReadLink(shape, covers_column(shape), self._values())
+
+    def where_sql(self) -> ScopeSql | None:
+        shape = self._shape
+        return ScopeSql(shape, scope_template(shape), self._values())
 
     def _units(self) -> CTE:
         return units_cte(bindparam("scope_account", self.account_id))

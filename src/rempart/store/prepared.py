@@ -5,7 +5,8 @@ carries the care-link check as a column, `access.scope.ReadLink`). Through SQLAl
 `Connection.execute` each costs about 35 µs of Python on top of the database's own ~10 µs
 (measured on this project's machine), a tenth of the whole read. Here the
 statement is compiled once, its SQL and parameter order kept, and run on the DB-API connection
-that the SQLAlchemy `Connection` already holds.
+that the SQLAlchemy `Connection` already holds. A search page's statements run the same way
+(`store/searchsql.py`).
 
 Result columns get the same conversions SQLAlchemy would apply (a SQLite 0/1 becomes a bool).
 A driver error on the fast path runs the statement again through SQLAlchemy, which raises its
@@ -43,12 +44,24 @@ class Prepared:
         compiled = self._compiled(conn)
         if compiled is not None and _repeatable(conn):
             try:
-                raw = _fetch_one(conn, compiled, params)
+                raw = _fetch(conn, compiled, params, every=False)
             except conn.dialect.loaded_dbapi.Error:
                 pass  # SQLAlchemy runs it again below and raises its own, translated error
             else:
                 return None if raw is None else _row(compiled, raw)
         return conn.execute(self.statement, params).first()
+
+    def all(self, conn: Connection, params: dict[str, Any]) -> list[Any]:
+        """Every row (attribute access by column name)."""
+        compiled = self._compiled(conn)
+        if compiled is not None and _repeatable(conn):
+            try:
+                raw = _fetch(conn, compiled, params, every=True)
+            except conn.dialect.loaded_dbapi.Error:
+                pass  # as in `first`
+            else:
+                return [_row(compiled, r) for r in raw]
+        return list(conn.execute(self.statement, params).all())
 
     def scalar(self, conn: Connection, params: dict[str, Any]) -> Any | None:
         row = self.first(conn, params)
@@ -96,12 +109,12 @@ def _row(compiled: _Compiled, raw: Any) -> Any:
     )
 
 
-def _fetch_one(conn: Connection, compiled: _Compiled, params: dict[str, Any]) -> Any:
+def _fetch(conn: Connection, compiled: _Compiled, params: dict[str, Any], *, every: bool) -> Any:
     values = {**compiled.defaults, **params}
     args: Any = values if compiled.positional is None else [values[n] for n in compiled.positional]
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(compiled.sql, args)
-        return cursor.fetchone()
+        return cursor.fetchall() if every else cursor.fetchone()
     finally:
         cursor.close()

@@ -19,6 +19,7 @@ from rempart.access.scope import ReadLink
 from rempart.clock import datetime_to_micros
 from rempart.errors import Forbidden, InvalidSearch
 from rempart.fhir import SearchQuery
+from rempart.store import searchsql
 from rempart.store.codec import open_resource
 from rempart.store.repository import ResourceStore, Stored, owner_of
 from rempart.store.shred import not_erased
@@ -29,6 +30,7 @@ log = logging.getLogger("rempart.store")
 # A post-filtered search decrypts its candidates; past this many it must be narrowed instead of
 # letting one request decrypt a hospital.
 MAX_POST_FILTER_CANDIDATES = 20_000
+MAX_IDS = searchsql.MAX_VALUES
 
 _OPS = {
     "eq": lambda c, v: c == v,
@@ -58,6 +60,10 @@ def search(
     res_type = query.resource_type
     if res_type not in decision.read_types:
         raise Forbidden(f"searching {res_type} is not permitted")
+    if not query.post_filters:
+        cached = _cached_search(store, decision, query, conn)
+        if cached is not None:
+            return cached
     conds, restricted = _conditions(store, decision, query)
     order = _order(decision)
     joined = resource.join(
@@ -94,12 +100,8 @@ def search(
             .offset(query.offset),
             params,
         ).all()
-        if len(page) < query.count and (page or not query.offset):
-            # A page short of its size is the last: the total is known without counting (a
-            # patient's encounters, a name in one clinician's patients: most searches). On
-            # PostgreSQL the count is a second statement planned again at every search.
-            total = query.offset + len(page)
-        else:
+        total = _total(query, page)
+        if total is None:
             total = conn.execute(
                 select(func.count()).select_from(resource).where(*conds)
             ).scalar_one()
@@ -125,6 +127,64 @@ def search(
         owner = {r.res_id: _checked(r, None) for r in candidates}
         _explain(decision, conn, res_type, [owner[s.res_id] for s in page_of])
     return page_of, len(matched)
+
+
+def _cached_search(
+    store: ResourceStore, decision: Decision, query: SearchQuery, conn: Connection
+) -> tuple[list[Stored], int] | None:
+    """The page and total through statements cached by shape (`searchsql`); None when this
+    search has no cached form (a scope without one, too many values), built below instead."""
+    res_type = query.resource_type
+    scope = decision.search_scope(res_type, query.echo)
+    restricted = scope is not None and res_type not in DIRECTORY_TYPES
+    scope_sql = scope.where_sql() if restricted and scope is not None else None
+    if restricted and scope_sql is None:
+        return None
+    digests = [store.blind.digest_many(res_type, c.param, c.any_of) for c in query.clauses]
+    ids = query.ids
+    if any(len(d) > searchsql.MAX_VALUES for d in digests) or len(ids or ()) > MAX_IDS:
+        return None
+    link = decision.read_link() if restricted else None
+    shape = searchsql.Shape(
+        res_type,
+        tuple(len(d) for d in digests),
+        None if ids is None else len(ids),
+        tuple(op for op, _ in query.last_updated),
+        None if scope_sql is None else scope_sql.key,
+        None if link is None else link.key,
+        decision.restricted,
+    )
+    cached = searchsql.statements(shape, _OPS, scope_sql, link)
+    params = searchsql.values(
+        res_type,
+        digests,
+        ids,
+        [datetime_to_micros(when) for _, when in query.last_updated],
+        query.count,
+        query.offset,
+    )
+    for extra in (scope_sql.params if scope_sql else {}, link.params if link else {}):
+        if any(params.get(k, v) != v for k, v in extra.items()):
+            # The scope and its care-link column share their parameters' names: they are
+            # always the same values (one scope); anything else must not run.
+            raise Forbidden(f"searching {res_type} is not permitted")
+        params.update(extra)
+    page = cached.page.all(conn, params)
+    total = _total(query, page)
+    if total is None:
+        total = int(cached.count.scalar(conn, params) or 0)
+    if restricted:
+        _explain(decision, conn, res_type, [_checked(r, link) for r in page])
+    return _open_rows(store, conn, decision, res_type, page), total
+
+
+def _total(query: SearchQuery, page: Sequence[Any]) -> int | None:
+    """A page short of its size is the last: the total is known without counting (a patient's
+    encounters, a name among one clinician's patients: most searches). On PostgreSQL the count
+    is a second statement, planned again at each search. None: count."""
+    if len(page) < query.count and (page or not query.offset):
+        return query.offset + len(page)
+    return None
 
 
 _Checked = tuple[str | None, tuple[ReadLink, object] | None]

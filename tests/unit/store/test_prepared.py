@@ -8,7 +8,7 @@ from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, bindpa
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from rempart.store.db import autocommit
-from rempart.store.prepared import Prepared, _fetch_one, _repeatable
+from rempart.store.prepared import Prepared, _fetch, _repeatable
 from rempart.wiring import Services
 
 scratch = MetaData()
@@ -48,6 +48,14 @@ def test_rows_equal_sqlalchemy_rows(table: Services) -> None:
             assert type(got.flag) is bool  # SQLite's 0/1 converted as SQLAlchemy does
         assert fast.first(conn, {"wanted": "missing"}) is None
         assert fast.scalar(conn, {"wanted": "a"}) == "a"
+    every = Prepared(statement.where(item.c.id >= bindparam("low")).order_by(item.c.id))
+    for engine in (autocommit(table.engine), table.engine):
+        with engine.connect() as conn:
+            expected = conn.execute(every.statement, {"wanted": "b", "low": "a"}).all()
+            got = every.all(conn, {"wanted": "b", "low": "a"})
+            assert [tuple(r) for r in got] == [tuple(r) for r in expected] != []
+            assert [type(r.flag) for r in got] == [bool]
+            assert every.all(conn, {"wanted": "a", "low": "b"}) == []
 
 
 def test_the_fast_path_is_taken_on_the_hot_path_connections(table: Services) -> None:
@@ -57,7 +65,7 @@ def test_the_fast_path_is_taken_on_the_hot_path_connections(table: Services) -> 
         assert compiled is not None
         assert _repeatable(conn)
         # What the fast path itself fetches, without SQLAlchemy's execute.
-        assert _fetch_one(conn, compiled, {"wanted": "a"}) == (1,)
+        assert _fetch(conn, compiled, {"wanted": "a"}, every=False) == (1,)
         assert fast.scalar(conn, {"wanted": "a"}) == 1
 
 

@@ -12,6 +12,7 @@ from sqlalchemy import event
 from rempart.access.pdp import Principal, decide
 from rempart.access.roles import Role
 from rempart.fhir import parse_search
+from rempart.store.prepared import Prepared
 from rempart.store.search import search
 from rempart.wiring import Services
 from tests.unit.access.support import encounter, patient, practitioner
@@ -21,19 +22,28 @@ PAGE = 4
 
 @contextmanager
 def counts(services: Services) -> Iterator[list[str]]:
-    """The count statements the store runs inside (on any of its engines)."""
+    """The count statements the store runs inside: through SQLAlchemy (on any of its engines)
+    or as `Prepared` statements on the driver's cursor (`store/searchsql.py`)."""
     seen: list[str] = []
 
     def spy(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
         if "count(" in statement.lower():
             seen.append(statement)
 
+    real = Prepared.first
+
+    def first(self: Prepared, conn: Any, params: dict[str, Any]) -> Any:
+        spy(None, None, str(self.statement))
+        return real(self, conn, params)
+
     engines = {services.store.engine, services.store.reader}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", spy)
+    Prepared.first = first  # type: ignore[method-assign]
     try:
         yield seen
     finally:
+        Prepared.first = real  # type: ignore[method-assign]
         for engine in engines:
             event.remove(engine, "before_cursor_execute", spy)
 
@@ -82,15 +92,15 @@ def test_searches_keep_their_prepared_statements_on_postgresql(services: Service
     query = parse_search("Encounter", [("patient", f"Patient/{pid}")])
     used: set[Any] = set()
 
-    def spy(conn: Any, *_: Any) -> None:
-        used.add(conn.connection.dbapi_connection)
+    def spy(dbapi: Any, *_: Any) -> None:
+        used.add(dbapi)
 
-    event.listen(services.store.reader, "before_cursor_execute", spy)
+    event.listen(services.store.reader.pool, "checkout", spy)
     try:
         for _ in range(8):  # psycopg prepares a statement at its sixth run on a connection
             assert len(search(services.store, decide(who), query)[0]) == 1
     finally:
-        event.remove(services.store.reader, "before_cursor_execute", spy)
+        event.remove(services.store.reader.pool, "checkout", spy)
     assert used, "the search ran outside the reader pool"
     prepared = []
     for dbapi in used:
