@@ -8,7 +8,8 @@ index only approximates by year buckets) run on decrypted candidates, bounded in
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
@@ -60,12 +61,94 @@ def search(
     res_type = query.resource_type
     if res_type not in decision.read_types:
         raise Forbidden(f"searching {res_type} is not permitted")
+    # The per-patient check rides on the page's own SELECT (`scope.ReadLink`): one statement,
+    # where it took one more per patient of the page (a round trip each on PostgreSQL). Not on
+    # a post-filtered search's candidates: up to 20,000 rows would each be checked for a page
+    # of a few.
+    linked = not query.post_filters
+    found = _cached(store, decision, query, linked) or _built(store, decision, query, linked)
     if not query.post_filters:
-        cached = _cached_search(store, decision, query, conn)
-        if cached is not None:
-            return cached
+        page = found.rows(conn, query.count, query.offset)
+        total = _total(query, page)
+        if total is None:
+            total = found.count(conn)
+        if found.restricted:
+            _explain(decision, conn, res_type, [_checked(r, found.link) for r in page])
+        return _open_rows(store, conn, decision, res_type, page), total
+    candidates = found.rows(conn, MAX_POST_FILTER_CANDIDATES + 1, 0)
+    if len(candidates) > MAX_POST_FILTER_CANDIDATES:
+        raise InvalidSearch(
+            "this search matches too many records to filter by date; add a patient, code "
+            "or a narrower date"
+        )
+    opened = _open_rows(store, conn, decision, res_type, candidates)
+    matched = [s for s in opened if _passes(query, s.json())]
+    page_of = matched[query.offset : query.offset + query.count]
+    if found.restricted:
+        owner = {r.res_id: _checked(r, None) for r in candidates}
+        _explain(decision, conn, res_type, [owner[s.res_id] for s in page_of])
+    return page_of, len(matched)
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A search's two statements, ready to run: its rows in order (with `link`'s care-link
+    column, when it has one) and the count of them all."""
+
+    rows: Callable[[Connection, int, int], Sequence[Any]]  # (conn, limit, offset)
+    count: Callable[[Connection], int]
+    restricted: bool  # the policy's patient scope is one of the conditions
+    link: ReadLink | None
+
+
+def _cached(
+    store: ResourceStore, decision: Decision, query: SearchQuery, linked: bool
+) -> _Found | None:
+    """Through statements cached by shape (`searchsql`); None when this search has no cached
+    form (a scope without one, too many values): `_built` then builds them."""
+    res_type = query.resource_type
+    scope = decision.search_scope(res_type, query.echo)
+    restricted = scope is not None and res_type not in DIRECTORY_TYPES
+    scope_sql = scope.where_sql() if restricted and scope is not None else None
+    if restricted and scope_sql is None:
+        return None
+    digests = [store.blind.digest_many(res_type, c.param, c.any_of) for c in query.clauses]
+    ids = query.ids
+    if any(len(d) > searchsql.MAX_VALUES for d in digests) or len(ids or ()) > MAX_IDS:
+        return None
+    link = decision.read_link() if restricted and linked else None
+    shape = searchsql.Shape(
+        res_type,
+        tuple(len(d) for d in digests),
+        None if ids is None else len(ids),
+        tuple(op for op, _ in query.last_updated),
+        None if scope_sql is None else scope_sql.key,
+        None if link is None else link.key,
+        decision.restricted,
+    )
+    cached = searchsql.statements(shape, _OPS, scope_sql, link)
+    params = searchsql.values(
+        res_type, digests, ids, [datetime_to_micros(when) for _, when in query.last_updated]
+    )
+    for extra in (scope_sql.params if scope_sql else {}, link.params if link else {}):
+        if any(params.get(k, v) != v for k, v in extra.items()):
+            # The scope and its care-link column share their parameters' names: they are
+            # always the same values (one scope); anything else must not run.
+            raise Forbidden(f"searching {res_type} is not permitted")
+        params.update(extra)
+
+    def rows(conn: Connection, limit: int, offset: int) -> Sequence[Any]:
+        return cached.page.all(conn, {**params, "page_limit": limit, "page_offset": offset})
+
+    def count(conn: Connection) -> int:
+        return int(cached.count.scalar(conn, params) or 0)
+
+    return _Found(rows, count, restricted, link)
+
+
+def _built(store: ResourceStore, decision: Decision, query: SearchQuery, linked: bool) -> _Found:
+    """The statements built for this one search."""
     conds, restricted = _conditions(store, decision, query)
-    order = _order(decision)
     joined = resource.join(
         resource_version,
         and_(
@@ -81,101 +164,21 @@ def search(
         resource.c.last_updated,
         resource_version.c.payload,
     ]
-    if not query.post_filters:
-        # The per-patient check rides on the page's own SELECT (`scope.ReadLink`): one
-        # statement, where it took one more per patient of the page (a round trip each on
-        # PostgreSQL). Not on a post-filtered search's candidates: up to 20,000 rows would each
-        # be checked for a page of a few.
-        link = decision.read_link() if restricted else None
-        params: dict[str, Any] = {}
-        if link is not None:
-            cols.append(link.column)
-            params = link.params
-        page = conn.execute(
-            select(*cols)
-            .select_from(joined)
-            .where(*conds)
-            .order_by(order)
-            .limit(query.count)
-            .offset(query.offset),
-            params,
-        ).all()
-        total = _total(query, page)
-        if total is None:
-            total = conn.execute(
-                select(func.count()).select_from(resource).where(*conds)
-            ).scalar_one()
-        if restricted:
-            _explain(decision, conn, res_type, [_checked(r, link) for r in page])
-        return _open_rows(store, conn, decision, res_type, page), int(total)
-    candidates = conn.execute(
-        select(*cols)
-        .select_from(joined)
-        .where(*conds)
-        .order_by(order)
-        .limit(MAX_POST_FILTER_CANDIDATES + 1)
-    ).all()
-    if len(candidates) > MAX_POST_FILTER_CANDIDATES:
-        raise InvalidSearch(
-            "this search matches too many records to filter by date; add a patient, code "
-            "or a narrower date"
-        )
-    opened = _open_rows(store, conn, decision, res_type, candidates)
-    matched = [s for s in opened if _passes(query, s.json())]
-    page_of = matched[query.offset : query.offset + query.count]
-    if restricted:
-        owner = {r.res_id: _checked(r, None) for r in candidates}
-        _explain(decision, conn, res_type, [owner[s.res_id] for s in page_of])
-    return page_of, len(matched)
+    link = decision.read_link() if restricted and linked else None
+    params: dict[str, Any] = {}
+    if link is not None:
+        cols.append(link.column)
+        params = link.params
+    ordered = select(*cols).select_from(joined).where(*conds).order_by(_order(decision))
 
+    def rows(conn: Connection, limit: int, offset: int) -> Sequence[Any]:
+        return conn.execute(ordered.limit(limit).offset(offset), params).all()
 
-def _cached_search(
-    store: ResourceStore, decision: Decision, query: SearchQuery, conn: Connection
-) -> tuple[list[Stored], int] | None:
-    """The page and total through statements cached by shape (`searchsql`); None when this
-    search has no cached form (a scope without one, too many values), built below instead."""
-    res_type = query.resource_type
-    scope = decision.search_scope(res_type, query.echo)
-    restricted = scope is not None and res_type not in DIRECTORY_TYPES
-    scope_sql = scope.where_sql() if restricted and scope is not None else None
-    if restricted and scope_sql is None:
-        return None
-    digests = [store.blind.digest_many(res_type, c.param, c.any_of) for c in query.clauses]
-    ids = query.ids
-    if any(len(d) > searchsql.MAX_VALUES for d in digests) or len(ids or ()) > MAX_IDS:
-        return None
-    link = decision.read_link() if restricted else None
-    shape = searchsql.Shape(
-        res_type,
-        tuple(len(d) for d in digests),
-        None if ids is None else len(ids),
-        tuple(op for op, _ in query.last_updated),
-        None if scope_sql is None else scope_sql.key,
-        None if link is None else link.key,
-        decision.restricted,
-    )
-    cached = searchsql.statements(shape, _OPS, scope_sql, link)
-    params = searchsql.values(
-        res_type,
-        digests,
-        ids,
-        [datetime_to_micros(when) for _, when in query.last_updated],
-        query.count,
-        query.offset,
-    )
-    for extra in (scope_sql.params if scope_sql else {}, link.params if link else {}):
-        if any(params.get(k, v) != v for k, v in extra.items()):
-            # The scope and its care-link column share their parameters' names: they are
-            # always the same values (one scope); anything else must not run.
-            raise Forbidden(f"searching {res_type} is not permitted")
-        params.update(extra)
-    page = cached.page.all(conn, params)
-    total = _total(query, page)
-    if total is None:
-        total = int(cached.count.scalar(conn, params) or 0)
-    if restricted:
-        _explain(decision, conn, res_type, [_checked(r, link) for r in page])
-    return _open_rows(store, conn, decision, res_type, page), total
+    def count(conn: Connection) -> int:
+        counted = select(func.count()).select_from(resource).where(*conds)
+        return int(conn.execute(counted).scalar_one())
+
+    return _Found(rows, count, restricted, link)
 
 
 def _total(query: SearchQuery, page: Sequence[Any]) -> int | None:

@@ -72,11 +72,10 @@ def values(
     digests: Sequence[Sequence[bytes]],
     ids: Sequence[str] | None,
     last_updated: Sequence[int],
-    count: int,
-    offset: int,
 ) -> dict[str, Any]:
-    """The parameters of a shape's statements, but for the scope's and the link's own."""
-    params: dict[str, Any] = {"res_type": res_type, "page_limit": count, "page_offset": offset}
+    """The parameters of a shape's statements, but for the scope's and the link's own and the
+    page's `page_limit` and `page_offset`."""
+    params: dict[str, Any] = {"res_type": res_type}
     for i, clause in enumerate(digests):
         for j, digest in enumerate(clause):
             params[f"d{i}_{j}"] = digest

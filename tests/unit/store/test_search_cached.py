@@ -30,6 +30,8 @@ QUERIES: list[tuple[str, list[tuple[str, str]]]] = [
     ("Patient", [("gender", "female"), ("_count", "0")]),
     ("Encounter", [("_count", "50")]),
     ("Encounter", [("status", "in-progress")]),
+    ("Encounter", [("date", "ge2025-06-01")]),  # post-filtered: the candidates' statement
+    ("Encounter", [("date", "lt2025-06-01"), ("_count", "2"), ("_offset", "1")]),
     ("Organization", [("_count", "50")]),
     ("Practitioner", [("_count", "50")]),
 ]
@@ -39,8 +41,9 @@ def test_cached_statements_answer_as_built_ones(services: Services) -> None:
     me = practitioner(services)
     ward = unit(services)
     mine = [patient(services, family="Cachea") for _ in range(5)]
-    for pid in mine:
-        encounter(services, pid, attender=me)
+    for i, pid in enumerate(mine):
+        start = "2024-03-01T08:00:00Z" if i % 2 else "2026-01-01T08:00:00Z"
+        encounter(services, pid, attender=me, start=start)
     staying = patient(services, family="Cacheb")
     write(services, admission(staying, ward))
     others = [patient(services, family="Cachea") for _ in range(3)]
@@ -61,24 +64,23 @@ def test_cached_statements_answer_as_built_ones(services: Services) -> None:
         "clinician without practitioner": Principal(account, "dr", Role.CLINICIAN, None, None),
         "secretary": Principal(account, "desk", Role.SECRETARY, None, None),
     }
-    real = store_search._cached_search
+    real = store_search._cached
     used = 0
     for name, who in callers.items():
         for res_type, params in queries:
             query = parse_search(res_type, params)
             answers: list[Any] = []
             for cached in (True, False):
-                store_search._cached_search = real if cached else (lambda *_a, **_k: None)  # type: ignore[assignment]
+                store_search._cached = real if cached else (lambda *_a, **_k: None)  # type: ignore[assignment]
                 try:
                     found, total = store_search.search(services.store, decide(who), query)
                     answers.append(([(s.res_id, s.version, s.body) for s in found], total))
                 except Forbidden as exc:
                     answers.append(str(exc))
                 finally:
-                    store_search._cached_search = real  # type: ignore[assignment]
+                    store_search._cached = real  # type: ignore[assignment]
             assert answers[0] == answers[1], (name, res_type, params)
-            with services.store.reader.connect() as conn:
-                used += real(services.store, decide(who), query, conn) is not None
+            used += real(services.store, decide(who), query, True) is not None
     assert used >= len(queries)  # the cached form served these callers' searches
     # What the clinician sees through it: their attended patients and the ward's stay, only.
     found, total = store_search.search(
