@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, and_, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, select
 
 from rempart.access.decision import Decision, issued
 from rempart.access.permissions import DIRECTORY_TYPES
@@ -24,14 +24,13 @@ from rempart.store import searchsql
 from rempart.store.codec import open_resource
 from rempart.store.repository import ResourceStore, Stored, owner_of
 from rempart.store.shred import not_erased
-from rempart.store.tables import resource, resource_version, search_index
+from rempart.store.tables import resource, search_index
 
 log = logging.getLogger("rempart.store")
 
 # A post-filtered search decrypts its candidates; past this many it must be narrowed instead of
 # letting one request decrypt a hospital.
 MAX_POST_FILTER_CANDIDATES = 20_000
-MAX_IDS = searchsql.MAX_VALUES
 
 _OPS = {
     "eq": lambda c, v: c == v,
@@ -114,7 +113,7 @@ def _cached(
         return None
     digests = [store.blind.digest_many(res_type, c.param, c.any_of) for c in query.clauses]
     ids = query.ids
-    if any(len(d) > searchsql.MAX_VALUES for d in digests) or len(ids or ()) > MAX_IDS:
+    if any(len(values) > searchsql.MAX_VALUES for values in (*digests, ids or ())):
         return None
     link = decision.read_link() if restricted and linked else None
     shape = searchsql.Shape(
@@ -149,27 +148,10 @@ def _cached(
 def _built(store: ResourceStore, decision: Decision, query: SearchQuery, linked: bool) -> _Found:
     """The statements built for this one search."""
     conds, restricted = _conditions(store, decision, query)
-    joined = resource.join(
-        resource_version,
-        and_(
-            resource_version.c.res_type == resource.c.res_type,
-            resource_version.c.res_id == resource.c.res_id,
-            resource_version.c.version == resource.c.version,
-        ),
-    )
-    cols: list[Any] = [
-        resource.c.res_id,
-        resource.c.version,
-        resource.c.compartment,
-        resource.c.last_updated,
-        resource_version.c.payload,
-    ]
     link = decision.read_link() if restricted and linked else None
-    params: dict[str, Any] = {}
-    if link is not None:
-        cols.append(link.column)
-        params = link.params
-    ordered = select(*cols).select_from(joined).where(*conds).order_by(_order(decision))
+    params = {} if link is None else link.params
+    column = None if link is None else link.column
+    ordered = searchsql.ordered_rows(conds, column, decision.restricted)
 
     def rows(conn: Connection, limit: int, offset: int) -> Sequence[Any]:
         return conn.execute(ordered.limit(limit).offset(offset), params).all()
@@ -236,14 +218,6 @@ def matching_compartments(
             .limit(limit + 1)
         ).scalars()
         return [str(c) for c in rows]
-
-
-def _order(decision: Decision) -> ColumnElement[Any]:
-    """Pages are ordered by id. For a decision restricted to some patients, ordering by the
-    bare column would let SQLite walk the whole type in primary-key order testing each row
-    against the caller's patients (cost: the hospital); `res_id || ''` (same order) makes it
-    start from the caller's patients through the compartment index (cost: their records)."""
-    return resource.c.res_id.concat("") if decision.restricted else resource.c.res_id
 
 
 def _passes(query: SearchQuery, body: dict[str, Any]) -> bool:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Integer, and_, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, func, select
 
 from rempart.access.scope import ReadLink, ScopeSql
 from rempart.store.prepared import Prepared
@@ -39,7 +39,7 @@ class Shape:
     last_updated: tuple[str, ...]  # the operators of `_lastUpdated`
     scope: object | None  # `ScopeSql.key` (None: no patient restriction)
     link: object | None  # `ReadLink.key` (None: no care-link column)
-    by_compartment: bool  # the order that starts from the caller's patients (search._order)
+    by_compartment: bool  # the order that starts from the caller's patients (ordered_rows)
 
 
 @dataclass(frozen=True)
@@ -109,6 +109,24 @@ def _build(
         conds.append(ops[op](resource.c.last_updated, bindparam(f"lu{k}")))
     if scope is not None:
         conds.append(resource.c.compartment.in_(scope.subquery))
+    page = ordered_rows(conds, None if link is None else link.column, shape.by_compartment)
+    page = page.limit(bindparam("page_limit", type_=Integer)).offset(
+        bindparam("page_offset", type_=Integer)
+    )
+    count = select(func.count()).select_from(resource).where(*conds)
+    return Statements(Prepared(page), Prepared(count))
+
+
+def ordered_rows(
+    conds: Sequence[ColumnElement[bool]], link_column: Any, by_compartment: bool
+) -> Select[Any]:
+    """The current versions matching `conds` (with the care-link column, if given), in id
+    order, before a page's LIMIT and OFFSET.
+
+    For a decision restricted to some patients (`by_compartment`), ordering by the bare column
+    would let SQLite walk the whole type in primary-key order testing each row against the
+    caller's patients (cost: the hospital); `res_id || ''` (same order) makes it start from the
+    caller's patients through the compartment index (cost: their records)."""
     cols: list[Any] = [
         resource.c.res_id,
         resource.c.version,
@@ -116,8 +134,8 @@ def _build(
         resource.c.last_updated,
         resource_version.c.payload,
     ]
-    if link is not None:
-        cols.append(link.column)
+    if link_column is not None:
+        cols.append(link_column)
     joined = resource.join(
         resource_version,
         and_(
@@ -126,14 +144,5 @@ def _build(
             resource_version.c.version == resource.c.version,
         ),
     )
-    order = resource.c.res_id.concat("") if shape.by_compartment else resource.c.res_id
-    page = (
-        select(*cols)
-        .select_from(joined)
-        .where(*conds)
-        .order_by(order)
-        .limit(bindparam("page_limit", type_=Integer))
-        .offset(bindparam("page_offset", type_=Integer))
-    )
-    count = select(func.count()).select_from(resource).where(*conds)
-    return Statements(Prepared(page), Prepared(count))
+    order = resource.c.res_id.concat("") if by_compartment else resource.c.res_id
+    return select(*cols).select_from(joined).where(*conds).order_by(order)
