@@ -46,8 +46,16 @@ care_link = Table(
     # within the care window; NULL while the encounter or team is ongoing.
     Column("until", BigInteger, nullable=True),
 )
-# The check of one read: is (actor, patient) linked? And a search's scope: an actor's patients.
-Index("ix_care_link_actor", care_link.c.actor, care_link.c.patient, care_link.c.kind)
+# A search's scope: an actor's live links of some kinds, answered from the index alone (its
+# patients). The check of one read (is this patient linked to this actor?) starts from the
+# patient's few links.
+Index(
+    "ix_care_link_actor",
+    care_link.c.actor,
+    care_link.c.kind,
+    care_link.c.until,
+    care_link.c.patient,
+)
 Index("ix_care_link_patient", care_link.c.patient)
 
 unit_parent = Table(
