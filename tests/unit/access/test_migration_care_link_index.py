@@ -4,13 +4,12 @@ keeping every link; and a scope's search reads it from the index alone (SQLite's
 from __future__ import annotations
 
 import pytest
-from alembic import command
 from sqlalchemy import Connection, Engine, select
 
 from rempart.access.linksql import Shape, scope_template
 from rempart.access.tables import care_link
 from rempart.store.db import make_engine
-from rempart.store.migrate import _config
+from tests.migrations import migrate_to
 
 LINKS = [
     {
@@ -46,10 +45,7 @@ def stored(engine: Engine) -> list[tuple[object, ...]]:
 
 
 def migrate(engine: Engine, target: str, *, down: bool) -> list[str]:
-    cfg = _config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, target)
+    migrate_to(engine, target, down=down)
     with engine.connect() as conn:
         return index_columns(conn)
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 
-from alembic import command
 from sqlalchemy import Connection, Engine, select
 
 from rempart.store.db import make_engine
-from rempart.store.migrate import _config
 from rempart.store.tables import search_index
+from tests.migrations import migrate_to
 
 ROWS = [("Patient", os.urandom(16), f"p{n}") for n in range(40)] + [
     ("Observation", bytes(16), f"o{n}") for n in range(5)
@@ -33,10 +32,7 @@ def stored(engine: Engine) -> set[tuple[str, bytes, str]]:
 
 
 def migrate(engine: Engine, target: str, *, down: bool) -> list[str]:
-    cfg = _config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, target)
+    migrate_to(engine, target, down=down)
     with engine.connect() as conn:
         return key_columns(conn)
 
