@@ -88,7 +88,14 @@ def test_no_data_leaves_when_the_audit_write_fails(
     def broken(records: list[Any], prepared: Any = None) -> bool:
         raise OSError("injected audit failure")
 
+    async def broken_on_loop(records: list[Any], prepared: Any = None) -> bool:
+        raise OSError("injected audit failure")
+
+    # Both ways a read's records reach the log: a commit run by a thread, and on PostgreSQL
+    # the event loop's own (audit/loopwriter.py).
     monkeypatch.setattr(services.audit._writer, "append", broken)
+    if services.audit._on_loop is not None:
+        monkeypatch.setattr(services.audit._on_loop, "append", broken_on_loop)
     read = hospital.client.get(
         f"/fhir/Patient/{staff.patient_id}", headers=staff.headers["clinician"]
     )

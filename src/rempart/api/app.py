@@ -31,6 +31,7 @@ def create_app(services: Services) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await services.audit.settle_loop()  # the loop's own audit commit, if one is owed
         services.close()
 
     app = FastAPI(

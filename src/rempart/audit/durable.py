@@ -128,9 +128,13 @@ def settle(batch: Sequence[Ticket], error: BaseException | None, skip: Ticket | 
                     found.append(future)
     for ticket in parked:
         ticket.wake()
+    running = asyncio._get_running_loop()
     for loop, ready in wake.items():
         try:
-            loop.call_soon_threadsafe(_resolve, ready)
+            if loop is running:
+                _resolve(ready)  # the loop's own commit (loopwriter.py): no wake-up needed
+            else:
+                loop.call_soon_threadsafe(_resolve, ready)
         except RuntimeError:
             log.debug("an event loop closed before its audit tickets were settled")
 

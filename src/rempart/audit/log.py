@@ -17,9 +17,11 @@ a drainer thread that keeps committing until the queue is empty. At one request 
 commits its own record at once; at many, one fsync serves them all, and the event loop is woken
 once per batch rather than a thread per request. An event loop does not commit at once (see
 `submit`): its records are committed once the loop has run out of work, by the loop itself,
-or by the drainer a window later while it stays busy (`_watch`, COMMIT_WINDOW). While a batch
-commits, the records queued meanwhile have their rows and hashes built by the threads that
-queue them (stage.py), so that only the database remains on the serial path.
+or a window later while it stays busy (`_watch`, COMMIT_WINDOW): on PostgreSQL by the loop,
+awaited (loopwriter.py: it serves on meanwhile, and no thread fights it for the GIL), and
+what its requests queue during that commit the loop commits next; on SQLite by the drainer.
+While a batch commits, the records queued meanwhile have their rows and hashes built by the
+threads that queue them (stage.py), so that only the database remains on the serial path.
 
 Signed tree heads are issued by `issuer.py` (every `head_interval` seconds while the log grows,
 and once more on `close()`, the end of a CLI batch).
@@ -27,6 +29,7 @@ and once more on `close()`, the end of a CLI batch).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
@@ -36,16 +39,17 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection, Engine
 
+from rempart.audit.batches import MAX_BATCH, Batches
 from rempart.audit.durable import (
     AuditUnavailable,
     Ticket,
     deferred,
     joined_connection,
-    settle,
 )
 from rempart.audit.entry import Sealer
 from rempart.audit.heads import HeadsFile, HeadSigner, SignedHead, Witness
 from rempart.audit.issuer import HeadIssuer
+from rempart.audit.loopwriter import LoopWriter
 from rempart.audit.merkle import Frontier
 from rempart.audit.records import AuditRecord
 from rempart.audit.stage import Stager
@@ -53,7 +57,6 @@ from rempart.audit.writer import AlertFn, LogWriter, Prepared, Sql, TamperingDet
 
 log = logging.getLogger("rempart.audit")
 
-MAX_BATCH = 20_000  # records per transaction: bounds a commit's latency and memory
 # Under load, deferred records (reads) wait for company: on SQLite a commit costs the writer
 # ~1 ms of CPU (a WAL frame per page it dirties, an fsync) and every reader connection its page
 # cache (SQLite drops it when the file changed), about a read's own cost, so a commit per read
@@ -90,6 +93,9 @@ class AuditLog:
         self.heads_file = heads_file
         self.retention_days = retention_days
         self._writer = LogWriter(engine, sealer, alert)
+        # PostgreSQL: the loop's records are committed by the loop, awaited (loopwriter.py).
+        self._on_loop = LoopWriter(self._writer) if engine.dialect.name == "postgresql" else None
+        self._loop_task: asyncio.Task[None] | None = None  # the loop's commit in flight
         self._timeout = wait_timeout
         self._window = commit_window
         self._last_commit = 0.0  # monotonic time the last commit started
@@ -108,6 +114,7 @@ class AuditLog:
         self._drain_wanted = False
         self._drainer: threading.Thread | None = None
         self._stager = Stager(sealer, MAX_BATCH)
+        self._batches = Batches(self._mutex, self._queue, self._stager, self._writer)
         self._closed = False
         self._heads = HeadIssuer(
             engine,
@@ -219,16 +226,71 @@ class AuditLog:
 
         The batch starts with what was staged (built as it was queued, stage.py) during the
         previous commit; what is staged during this one is committed next, by the drainer."""
+        batch, records, prepared = self._next()
+        if batch:
+            error: BaseException | None = None
+            try:
+                used = self._writer.append(records, prepared)
+            except BaseException as exc:
+                log.critical("audit commit of %d records failed: %s", len(records), exc)
+                self._writer.drop()
+                error, used = exc, False
+            self._batches.done(batch, prepared, used, error, mine)
+        self._hand_over(None)
+
+    async def _lead_on_loop(self) -> None:
+        """`_lead` on the event loop, on PostgreSQL (loopwriter.py): the commit is awaited,
+        and the loop serves other requests meanwhile. What the loop's requests queue during
+        it, the loop commits next (`_hand_over`)."""
+        loop = asyncio.get_running_loop()
+        on_loop = self._on_loop
+        assert on_loop is not None, "only on PostgreSQL"
+        cancelled: BaseException | None = None
+        try:
+            batch, records, prepared = self._next()
+            if batch:
+                error: BaseException | None = None
+                try:
+                    used = await on_loop.append(records, prepared)
+                except BaseException as exc:
+                    log.critical("audit commit of %d records failed: %s", len(records), exc)
+                    on_loop.drop()
+                    error, used = exc, False
+                    if isinstance(exc, asyncio.CancelledError):
+                        cancelled = exc  # the loop is stopping: settle, hand over, then go
+                self._batches.done(batch, prepared, used, error, None)
+        finally:
+            self._loop_task = None
+            self._hand_over(None if cancelled is not None else loop)
+        if cancelled is not None:
+            raise cancelled
+
+    def _next(self) -> tuple[list[Ticket], list[AuditRecord], Prepared | None]:
+        """The next batch, its records and its rows built; the commit starts now."""
+        batch, staged, prepared, _ = self._batches.take()
+        if not batch:
+            return batch, [], None
+        records, prepared = self._batches.ready(batch, staged, prepared)
+        self._last_commit = time.monotonic()
+        return batch, records, prepared
+
+    def _hand_over(self, loop: AbstractEventLoop | None) -> None:
+        """After a commit: who commits what is staged or queued. `loop`: the commit was the
+        loop's; while only its requests wait, it leads the next one too (`_watch` commits once
+        it is idle, or a window after this commit started)."""
         stager = self._stager
         with self._mutex:
-            batch, prepared, count = stager.take()
-            staged = len(batch)
-            while self._queue and count < MAX_BATCH:
-                batch.append(self._queue.popleft())
-                count += len(batch[-1].records)
-        if batch:
-            self._commit(batch, staged, prepared, count, mine)
-        with self._mutex:
+            if (
+                loop is not None
+                and not self._from_thread
+                and not self._closed
+                and (stager.busy or (self._queue and not self._queue[0].parked))
+            ):
+                self._loop_leads, self._loop_since = True, self._last_commit
+                if self._watched is not loop:
+                    self._watched = loop
+                    loop.call_soon(self._watch, loop, self._from_loop, 0)
+                return
             if stager.busy:
                 self._hand_to_drainer()  # what was staged commits next
                 return
@@ -242,50 +304,6 @@ class AuditLog:
                 successor.wake()
             else:
                 self._hand_to_drainer()
-
-    def _commit(
-        self,
-        batch: list[Ticket],
-        staged: int,
-        prepared: Prepared | None,
-        count: int,
-        mine: Ticket | None,
-    ) -> None:
-        """One batch into the log (the first `staged` tickets' rows built as `prepared`);
-        its tickets settled once it is durable, or failed."""
-        records = [r for t in batch for r in t.records]
-        # The rows not built yet are built here, before the transaction: the writer lock
-        # (SQLite's, and the cross-process gate) is then held for the database work only.
-        tail = records[sum(len(t.records) for t in batch[:staged]) :]
-        if tail:
-            try:
-                more = self._writer.prepare(tail, after=prepared)
-            except Exception:
-                # The writer builds every row inside its transaction, where a failure fails
-                # this batch's callers like any other.
-                log.exception("audit rows could not be built ahead")
-                more = prepared = None
-            prepared = (
-                more if prepared is None or more is None else Prepared.joined([prepared, more])
-            )
-        stager = self._stager
-        if prepared is not None:
-            with self._mutex:
-                stager.arm(prepared, self._queue)  # the next batch is built during this one
-        error: BaseException | None = None
-        self._last_commit = time.monotonic()
-        try:
-            used = self._writer.append(records, prepared)
-        except BaseException as exc:
-            log.critical("audit commit of %d records failed: %s", count, exc)
-            self._writer.drop()
-            error, used = exc, False
-        if prepared is not None and not used:
-            # The log did not end where this batch was built to follow, so neither does what
-            # was staged after it.
-            with self._mutex:
-                stager.reset(self._queue)
-        settle(batch, error, skip=mine)
 
     def _hand_to_drainer(self) -> None:
         """Leadership passes to the drainer thread (called holding the mutex)."""
@@ -323,8 +341,9 @@ class AuditLog:
         """On the loop, once per turn while records queued from it wait. Once two turns have
         passed with no new record (two: a request that arrived during one turn runs in the
         next), every request of the loop waits for this commit: the loop commits itself, with
-        no thread switch. While it stays busy, the drainer commits a window after the loop
-        took the lead (or after its own last commit), and the loop serves on."""
+        no thread switch. While it stays busy, a window after the loop took the lead (or
+        after its last commit started), the commit starts anyway: on PostgreSQL on the loop,
+        awaited (loopwriter.py), elsewhere in the drainer, while the loop serves on."""
         if self._from_loop != seen:
             seen, quiet = self._from_loop, 0
         else:
@@ -332,9 +351,13 @@ class AuditLog:
         if quiet < 2:
             if self._loop_leads and time.monotonic() >= self._loop_since + self._window:
                 with self._mutex:
-                    if self._loop_leads:
-                        self._loop_leads = False
+                    due: bool = self._loop_leads
+                    self._loop_leads = False
+                    if due and self._on_loop is None:
+                        due = False
                         self._hand_to_drainer()
+                if due:
+                    self._lead_here(loop)
             loop.call_soon(self._watch, loop, seen, quiet)
             return
         lead = False
@@ -348,9 +371,33 @@ class AuditLog:
                     self._gathering, lead = False, True
                 self._drain.notify()
         if lead:
+            self._lead_here(loop)
+
+    def _lead_here(self, loop: AbstractEventLoop) -> None:
+        """The loop leads the commit now (it holds the lead)."""
+        if self._on_loop is not None:
+            self._loop_task = loop.create_task(self._lead_on_loop())
+        else:
             self._lead(None)
 
     # ---- lifecycle ---------------------------------------------------------------------------
+
+    async def settle_loop(self) -> None:
+        """On the event loop, before `close()` (the app's shutdown): finish the loop's commit
+        in flight and commit what its requests left queued. `close()` waits for commits
+        without awaiting, so a commit the loop still owed would hold it up."""
+        while True:
+            task = self._loop_task
+            if task is not None:
+                await asyncio.shield(task)
+                continue
+            with self._mutex:
+                owed = self._loop_leads and self._on_loop is not None
+                if owed:
+                    self._loop_leads = False
+            if not owed:
+                return
+            await self._lead_on_loop()
 
     def close(self) -> None:
         """Let the last commit finish, sign a final head. Later `record` calls fail closed."""
@@ -370,6 +417,8 @@ class AuditLog:
         if self._drainer is not None:
             self._drainer.join(timeout=self._timeout)
         self._heads.close(self._timeout)
+        if self._on_loop is not None:
+            self._on_loop.close()
         self._writer.close(self._timeout)
 
     def sign_now(self) -> SignedHead | None:

@@ -33,7 +33,7 @@ from rempart.store.writegate import gate_for
 
 log = logging.getLogger("rempart.audit")
 
-_PG_LOCK = 0x72656D70_61756474  # "rempaudt": the advisory lock that serialises appenders
+PG_LOCK = 0x72656D70_61756474  # "rempaudt": the advisory lock that serialises appenders
 
 AlertFn = Callable[[str, str, dict[str, Any]], None]
 
@@ -82,11 +82,14 @@ class Sql:
 
     @classmethod
     def of(cls, conn: Connection) -> Sql:
-        key = conn.dialect.name
-        if key not in cls._cache:
-            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-            cls._cache[key] = cls(key, mark)
-        return cls._cache[key]
+        return cls.named(conn.dialect.name, "?" if conn.dialect.paramstyle == "qmark" else "%s")
+
+    @classmethod
+    def named(cls, dialect: str, mark: str) -> Sql:
+        found = cls._cache.get(dialect)
+        if found is None:
+            found = cls._cache[dialect] = cls(dialect, mark)
+        return found
 
 
 class Prepared:
@@ -140,6 +143,12 @@ class Prepared:
         return self.size == stored.size and self.base == stored.pack()
 
 
+def checkpoint_row(batch: Prepared) -> tuple[int, int, int, bytes]:
+    """The audit_batch row after `batch`: size, first position, time, compact range."""
+    end = batch.frontier
+    return (end.size, batch.size, now_micros(), end.pack())
+
+
 class LogWriter:
     def __init__(self, engine: Engine, sealer: Sealer, alert: AlertFn | None) -> None:
         self.engine = engine
@@ -182,6 +191,10 @@ class LogWriter:
             except Exception:
                 log.debug("audit connection close failed", exc_info=True)
             self._conn = None
+        self.forget()
+
+    def forget(self) -> None:
+        """Re-read the log's end on the next commit (one of ours failed)."""
         self.frontier = None
         self.steady = False
 
@@ -222,19 +235,9 @@ class LogWriter:
                 with self._round_trips(dbapi, conn, sql):
                     cur.execute(sql.begin)
                     if sql.lock:
-                        cur.execute(sql.lock, (_PG_LOCK,))
+                        cur.execute(sql.lock, (PG_LOCK,))
                     cur.execute(sql.latest)
-                    known = self._synced(cur.fetchone())
-                    used = (
-                        prepared is not None
-                        and len(prepared.rows) == len(records)
-                        and prepared.fits(known)
-                    )
-                    batch = (
-                        prepared
-                        if used and prepared
-                        else Prepared.build(known, records, self.sealer)
-                    )
+                    known, used, batch = self.batch_for(cur.fetchone(), records, prepared)
                     self._store(cur, conn, sql, batch)
                     cur.execute("COMMIT")
             except BaseException:
@@ -247,9 +250,24 @@ class LogWriter:
                 cur.close()
         if self._checkpoints is not None:
             self._checkpoints.committed(len(records))
+        self.committed(known, batch)
+        return used
+
+    def batch_for(
+        self, latest: Any, records: Sequence[AuditRecord], prepared: Prepared | None
+    ) -> tuple[Frontier, bool, Prepared]:
+        """Under the writer lock, given the log's last checkpoint row: the compact range the
+        batch follows, whether `prepared` fits it, and the batch to store."""
+        known = self._synced(latest)
+        used = prepared is not None and len(prepared.rows) == len(records) and prepared.fits(known)
+        batch = prepared if used and prepared else Prepared.build(known, records, self.sealer)
+        self._storing, self._reported = batch.size, None
+        return known, used, batch
+
+    def committed(self, known: Frontier, batch: Prepared) -> None:
+        """`batch`, which followed `known`, is durable."""
         self.steady = known is self.frontier
         self.frontier = batch.frontier
-        return used
 
     @contextmanager
     def _round_trips(self, dbapi: Any, conn: Connection, sql: Sql) -> Iterator[None]:
@@ -276,7 +294,7 @@ class LogWriter:
         cur = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
             if sql.lock:
-                cur.execute(sql.lock, (_PG_LOCK,))
+                cur.execute(sql.lock, (PG_LOCK,))
             else:
                 # Python's sqlite3 opens the transaction at the first write: this no-op write
                 # opens it (if the caller has not written yet) and takes SQLite's writer lock,
@@ -287,7 +305,9 @@ class LogWriter:
             frontier = (
                 Frontier() if latest is None else Frontier.unpack(int(latest[0]), bytes(latest[1]))
             )
-            self._store(cur, conn, sql, Prepared.build(frontier, records, self.sealer))
+            batch = Prepared.build(frontier, records, self.sealer)
+            self._storing, self._reported = batch.size, None
+            self._store(cur, conn, sql, batch)
         finally:
             cur.close()
 
@@ -295,7 +315,6 @@ class LogWriter:
         """Insert the rows at the end of the log, the subtree hashes they complete and the
         checkpoint after them."""
         first, rows, nodes = prepared.size, prepared.rows, prepared.nodes
-        self._storing, self._reported = first, None
         try:
             step = sql.rows_per_insert
             if step:
@@ -309,8 +328,7 @@ class LogWriter:
             raise
         if nodes:
             cur.executemany(sql.node, nodes)
-        end = prepared.frontier
-        cur.execute(sql.batch, (end.size, first, now_micros(), end.pack()))
+        cur.execute(sql.batch, checkpoint_row(prepared))
 
     def _synced(self, latest: Any) -> Frontier:
         """Our compact range, re-read if another process appended; a log that shrank is
@@ -347,6 +365,10 @@ class LogWriter:
                 .limit(1)
             ).first()
         return Frontier() if latest is None else Frontier.unpack(int(latest[0]), bytes(latest[1]))
+
+    def foreign_rows(self) -> None:
+        """An insert of the batch being stored hit a row already there: report it (once)."""
+        self._foreign_rows(self._storing)
 
     def _foreign_rows(self, first: int) -> None:
         # Once per batch: in pipeline mode the failed insert may be raised by the insert
