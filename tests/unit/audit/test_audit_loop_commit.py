@@ -79,7 +79,8 @@ def test_a_failed_loop_commit_fails_its_reads_and_the_next_one_reconnects(
     async def serve() -> None:
         assert await run_audited(read, 0, inline=True) == 0
         on_loop = services.audit._on_loop
-        assert on_loop is not None and on_loop._conn is not None
+        assert on_loop is not None
+        assert on_loop._conn is not None
         pid = on_loop._conn.info.backend_pid
         with psycopg.connect(conninfo(services.engine), autocommit=True) as admin:
             admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
