@@ -253,8 +253,8 @@ class AuditLog:
                 try:
                     used = await on_loop.append(records, prepared)
                 except BaseException as exc:
+                    # (the loop writer has dropped its connection already)
                     log.critical("audit commit of %d records failed: %s", len(records), exc)
-                    on_loop.drop()
                     error, used = exc, False
                     if isinstance(exc, asyncio.CancelledError):
                         cancelled = exc  # the loop is stopping: settle, hand over, then go

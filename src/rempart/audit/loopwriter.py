@@ -50,12 +50,13 @@ class LoopWriter:
         """`LogWriter.append`, awaited: durable on return; True when `prepared` was stored."""
         conn = await self._connection()
         sql = Sql.named("postgresql", "%s")
+        assert sql.lock is not None, "PostgreSQL's appenders take the advisory lock"
         writer = self._writer
         try:
             async with conn.pipeline():
                 cur = conn.cursor()
                 await cur.execute(sql.begin)
-                await cur.execute(sql.lock or "", (PG_LOCK,))
+                await cur.execute(sql.lock, (PG_LOCK,))
                 await cur.execute(sql.latest)
                 known, used, batch = writer.batch_for(await cur.fetchone(), records, prepared)
                 await cur.executemany(sql.event, batch.rows)
