@@ -27,8 +27,9 @@ from sqlalchemy import Connection
 from rempart.access.pdp import system_decision
 from rempart.clock import now_micros
 from rempart.errors import RempartError
+from rempart.fhir import validate
 from rempart.ingest.files import Item, Unreadable
-from rempart.ingest.workers import Lanes, default_workers, prepare_chunk, validate_chunk
+from rempart.ingest.workers import Lanes, default_workers, prepare_chunk
 from rempart.store.bulk import bulk_connection
 from rempart.store.indexstage import IndexStage
 from rempart.store.ingest import refresh_statistics, write_prepared
@@ -89,16 +90,16 @@ def import_items(
         readable.append((item, full_url))
     workers = default_workers(2 if len(readable) >= PARALLEL_FROM else 1)
     with Lanes(store.keyring.ensure(SEARCH_OWNER), workers=workers) as lanes:
-        # Every resource read from a file is validated, in the worker processes.
-        chunks = [readable[i : i + BATCH] for i in range(0, len(readable), BATCH)]
-        jobs = (([item.resource for item, _ in chunk],) for chunk in chunks)
+        # The workers start (~1.5 s of CPU each) while this process validates every resource
+        # read from a file: since fastcheck (~40 µs a resource) that costs less here than
+        # pickling each one to a worker and back (7.1 s against ~4.5 s for 104,788).
+        lanes.warm()
         urn_map: dict[str, str] = {}
         pending: list[_Pending] = []
-        for chunk, verdicts in zip(chunks, lanes.map(validate_chunk, jobs), strict=True):
-            for (item, full_url), verdict in zip(chunk, verdicts, strict=True):
-                accepted = _accept(item, full_url, verdict, urn_map, summary)
-                if accepted is not None:
-                    pending.append(accepted)
+        for item, full_url in readable:
+            accepted = _accept(item, full_url, _verdict(item.resource), urn_map, summary)
+            if accepted is not None:
+                pending.append(accepted)
         decision = system_decision("operator import from files")
         known = {f"{p.resource['resourceType']}/{p.resource['id']}" for p in pending}
         resolver = Resolver(store, decision, urn_map=urn_map, known=known)
@@ -123,6 +124,15 @@ def import_items(
                     stage.merge()
     refresh_statistics(store.engine)
     return summary
+
+
+def _verdict(raw: object) -> str | None:
+    """None for a valid resource, else why not (validate's message, never the value)."""
+    try:
+        validate(raw)
+    except RempartError as exc:
+        return exc.message
+    return None
 
 
 def _accept(

@@ -1,7 +1,7 @@
 """Worker processes for `seed` and `import`: the CPU-bound half of bulk ingest on every core.
 
-The writing process keeps the database connection and the data keys; workers generate,
-validate and `prepare` (JSON, blind-index digests, care-relationship rows). Each worker gets the
+The writing process keeps the database connection and the data keys; workers generate
+and `prepare` (JSON, blind-index digests, care-relationship rows). Each worker gets the
 search key once, when it starts (over the pipe that `multiprocessing` opens to a child of the
 same command and user), and nothing else secret; it exits with the command.
 
@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from rempart.crypto import BlindIndex
-from rempart.errors import RempartError
 from rempart.fhir import validate
 from rempart.seed import Hospital, generate
 from rempart.store.ingest import Prepared, prepare
@@ -132,6 +131,13 @@ class Lanes:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._state.clear()
 
+    def warm(self) -> None:
+        """Start every worker now (each imports the ingest code and the FHIR models), so that
+        they are ready by the time the caller hands out its first jobs."""
+        if self._pool is not None:
+            for _ in range(self.workers):
+                self._pool.submit(_run, _ready)
+
     def map(self, fn: Callable[..., T], jobs: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         """fn(state, *job) for each job, in order. `jobs` is consumed lazily, one job as each is
         handed out, so a job may carry a value taken at that moment (the seed's timestamps)."""
@@ -157,18 +163,8 @@ def default_workers(jobs: int) -> int:
 # ---- jobs (module-level functions: they are pickled by name) --------------------------------
 
 
-def validate_chunk(state: dict[str, Any], resources: list[object]) -> list[str | None]:
-    del state  # validation needs no key
-    """None for each valid resource, else why not (validate's message, never the value)."""
-    verdicts: list[str | None] = []
-    for raw in resources:
-        try:
-            validate(raw)
-        except RempartError as exc:
-            verdicts.append(exc.message)
-        else:
-            verdicts.append(None)
-    return verdicts
+def _ready(state: dict[str, Any]) -> None:
+    del state
 
 
 def prepare_chunk(state: dict[str, Any], resources: list[dict[str, Any]], stamp: int) -> Prepared:
