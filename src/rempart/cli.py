@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -165,7 +166,16 @@ def import_(
     services = open_or_fail(_settings(ctx))
     files = expand(paths)
     try:
-        items = [item for path in files for item in read(path)]
+        # Every resource is held in memory until it is stored: millions of objects, which
+        # each full collection of the cyclic GC would walk again (2 of the 2.8 s of reading
+        # 104,788 resources). JSON makes no cycles: the reading runs without the GC, and what
+        # it read is frozen out of later collections.
+        gc.disable()
+        try:
+            items = [item for path in files for item in read(path)]
+        finally:
+            gc.freeze()
+            gc.enable()
         with _progress() as bar:
             task = bar.add_task("importing resources", total=len(items))
             summary = import_items(services.store, items, progress=lambda n: bar.advance(task, n))
