@@ -161,7 +161,8 @@ def _slot(annotation: Any) -> _Slot | None:
 
 
 def _unwrap(annotation: Any) -> tuple[Any, bool]:
-    """Optional[X] -> (X, False); Optional[List[X]] -> (X, True); anything else -> None."""
+    """Optional[X] -> (X, False); Optional[List[X]] -> (X, True); a union of several types
+    -> (None, False)."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
         if len(args) != 1:
