@@ -19,6 +19,7 @@ from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.observation import Observation
 from pydantic import ValidationError, model_validator
 
+from rempart.errors import InvalidResource
 from rempart.fhir import fastcheck
 from rempart.fhir.params import SUPPORTED_TYPES
 from rempart.fhir.validate import validate
@@ -197,7 +198,7 @@ def test_a_model_with_a_rule_it_cannot_see_is_never_accepted_by_it() -> None:
 
 
 def test_validate_still_names_what_is_wrong() -> None:
-    with pytest.raises(Exception, match=r"Observation\.effectiveDateTime"):
+    with pytest.raises(InvalidResource, match=r"Observation\.effectiveDateTime"):
         validate(
             {
                 "resourceType": "Observation",
