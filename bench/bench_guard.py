@@ -4,7 +4,8 @@ Builds a ward of N patients (default 400) through the operator's path, each with
 encounter attended by one practitioner, and a clinician linked to that practitioner (every
 patient in scope). The clinician's thresholds are raised to their bounds for the run (directly
 in `access_setting`: a benchmark harness, not the product's four-eyes path), so the guard
-scores every read without containing the session.
+scores every read without containing the session. A few decoy patients are planted outside the
+ward (as the seed plants them), so each read pays the decoy check it pays in production.
 
 A protected read as the API serves it minus HTTP: authenticate the bearer token, decide, check,
 unwrap the key, decrypt, the guard, the durable audit record. Timed two ways, interleaved in
@@ -62,6 +63,7 @@ from rempart.wiring import Services, open_services
 
 SYSTEM = system_decision("benchmark load")
 BLOCK = 50  # reads per block; blocks of the two variants alternate
+DECOYS = 4
 
 
 def build(services: Services, patients: int) -> list[str]:
@@ -97,6 +99,10 @@ def build(services: Services, patients: int) -> list[str]:
     with services.engine.begin() as conn:
         ingest_batch(services.store, conn, SYSTEM, batch)
         raise_thresholds(conn)
+        # Decoys exist in every real deployment (the seed plants one patient in 500), and with
+        # none the guard skips its decoy check: plant a few, outside the ward, so every read
+        # pays that check as it does in production.
+        services.guard.decoys.plant(conn, [f"bench-decoy-{i}" for i in range(DECOYS)], "bench")
     services.policy.settings.invalidate()
     return ids
 
@@ -214,7 +220,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--patients", type=int, default=400)
     parser.add_argument("--rounds", type=int, default=2000)
-    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--backends", nargs="+", choices=["sqlite", "postgresql"], default=["sqlite", "postgresql"]
+    )
     parser.add_argument(
         "--api", action="store_true", help="also through the ASGI application (guard_api.py)"
     )
