@@ -306,3 +306,39 @@ def test_only_the_simulator_moves_the_clock() -> None:
     )
     assert all(u.startswith("simulate/") for u in users), users
     assert "import os" not in Path(clock.__file__).read_text()  # no variable sets it
+
+
+def test_ids_that_read_as_phone_numbers_are_not_counted(index: PatientIndex) -> None:
+    # Four groups of a UUID can all be decimal: "0639-9866-6200" holds Alice's 0639986662.
+    noise = bytes(range(256)) * 4
+    an_id = b"a1b2c3dd-0639-9866-6200-1a2b3c4d5e6f"
+    assert index.in_bytes(noise + an_id + noise) == set()
+    # The same digits as a phone number, in the forms a record or a note would hold them.
+    for phone in (b'"06 39 98 66 62"', b"tel:0639986662", b"06.39.98.66.62", b"0639-9866-62"):
+        assert index.in_bytes(noise + phone + noise) == {"p-alice"}, phone
+
+
+def test_a_family_name_alone_is_not_its_namesakes_record() -> None:
+    paul = SeededPatient(
+        id="p-paul",
+        nir="",
+        family="PAUL",
+        given="Paul",
+        birth_date="1950-05-05",
+        alive=True,
+        adult=True,
+        decoy=False,
+        phones=(),
+        emails=(),
+        names=("Paul PAUL",),
+    )
+    world = World(
+        patients=[paul], accounts=[], units=[], establishments=[], staff_names=frozenset()
+    )
+    index = PatientIndex(world)
+    noise = b"\x8f\x13\xe2" * 40
+    assert index.in_bytes(noise + b"PAUL" + noise) == set()  # the family name is not a given
+    assert index.in_bytes(noise + b"PAUL" + b"\x01zpaulq\x02" + noise) == set()  # inside noise
+    record = b'{"family": "PAUL", "given": ["Paul"]}'
+    assert index.in_bytes(noise + record + noise) == {"p-paul"}
+    assert index.in_bytes(noise + b"Paul PAUL" + noise) == {"p-paul"}
