@@ -19,6 +19,8 @@ import statistics
 import time
 from typing import Any
 
+from guard_probe import Probe
+
 from rempart.api.app import create_app
 from rempart.service.records import RecordService
 from rempart.wiring import Services
@@ -87,6 +89,7 @@ def measure_api(
         "bare": create_app(dataclasses.replace(services, records=bare)),
     }
     seen = services.guard._seen
+    probe = Probe()
 
     async def run() -> dict[tuple[str, bool], list[float]]:
         out: dict[tuple[str, bool], list[float]] = {}
@@ -99,9 +102,11 @@ def measure_api(
                         for i in range(BLOCK)
                     ]
                     position += BLOCK
+                    probe.on = first and name == "guarded"
                     out.setdefault((name, first), []).append(
                         await _block(app, paths, tokens, first, seen)
                     )
+                    probe.on = False
         return out
 
     async def warm() -> None:
@@ -111,7 +116,8 @@ def measure_api(
                     assert await _get(app, f"/fhir/Patient/{pid}", token) == 200
 
     asyncio.run(warm())
-    results = asyncio.run(run())
+    with probe.installed():
+        results = asyncio.run(run())
     lines = [
         f"Through the API in process ({CONCURRENT} in flight, "
         f"{'one session' if len(tokens) == 1 else f'{len(tokens)} sessions of as many accounts'}, "
@@ -125,4 +131,4 @@ def measure_api(
         g = statistics.median(results[("guarded", first)])
         cost = f"**{(g - b) / b:+.1%}** ({g - b:,.0f} µs)"
         lines.append(f"| {label} | {b:,.0f} µs | {g:,.0f} µs | {cost} |")
-    return lines
+    return lines + probe.lines()

@@ -3,8 +3,9 @@
 
 Why: writing a touch and running the aggregate over the account's 24 h on the request path
 cost more than the protected read itself (docs/benchmarks.md, Guard). Now a newly opened
-patient costs an `insort` here; the rows reach the database in batches, off the request path,
-and other processes' rows come back by a poll.
+patient costs an `insort` here, or under a grant (engine.py) an append that the flusher takes
+into the window in its batch (`settle`); the rows reach the database in batches, off the
+request path, and other processes' rows come back by a poll.
 
 - Own touches apply to the window at once and queue; a flusher thread writes the queue
   `FLUSH_SECONDS` after the first touch (one transaction for all of them). When the batch's
@@ -41,6 +42,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from rempart import clock
 from rempart.guard import counters
 from rempart.guard.counters import Counts, Touch
+from rempart.guard.daynotes import DayNotes, Rollups
 from rempart.guard.horizon import Horizon
 from rempart.guard.settings import DAY, MINUTE, Thresholds
 from rempart.guard.signals import Subject
@@ -79,7 +81,7 @@ class Ledger:
         self._accounts: OrderedDict[str, AccountWindow] = OrderedDict()
         self._pending: list[Pending] = []
         self._per_account: dict[str, int] = {}
-        self._days: dict[tuple[str, int], tuple[str, int, int]] = {}
+        self._days = DayNotes()
         self._ids = Horizon()  # which guard_touch rows the windows hold
         # Monotonic time when the windows last held every row written before it (a poll, or
         # our own batch following the last id merged).
@@ -169,10 +171,11 @@ class Ledger:
         with self._state:
             if not window.spend(who.session, thresholds, patient, now):
                 return False
-            self._pending.append((who.account, who.session, "read", patient, now))
-            self._per_account[who.account] = self._per_account.get(who.account, 0) + 1
-            today = window.patients.since(max(day[2], now - DAY, window.floor))
-            self._note_day(who.account, who.role, day[0], day[1], today)
+            account = who.account
+            self._pending.append((account, who.session, "read", patient, now))
+            self._per_account[account] = self._per_account.get(account, 0) + 1
+            # The read joins the window's sorted lists, and today's baseline row, when settled.
+            self._days.spent(account, who.role, window, day, now)
         if not self._wake.is_set():
             self._wake.set()
         return True
@@ -180,12 +183,7 @@ class Ledger:
     def note_day(self, account: str, role: str, day: int, hour: int, today: int) -> None:
         """Today's row of the account's baseline, written with the next batch."""
         with self._state:
-            self._note_day(account, role, day, hour, today)
-
-    def _note_day(self, account: str, role: str, day: int, hour: int, today: int) -> None:
-        if today:
-            _, bits, most = self._days.get((account, day), (role, 0, 0))
-            self._days[(account, day)] = (role, bits | 1 << hour, max(most, today))
+            self._days.note(account, role, day, 1 << hour, today)
 
     def crowded(self, account: str) -> bool:
         return self._per_account.get(account, 0) >= MAX_PENDING
@@ -255,17 +253,19 @@ class Ledger:
         """After a write whose ids were noted failed to commit: every window is reloaded from
         the database when next used (rather than reason about which ids will never come)."""
         with self._state:
+            self._days.settle_all()  # today's baseline rows first: the windows go
             self._accounts.clear()
             self._ids.forget()
             self._synced = -MAX_STALE_SECONDS
 
     def _flush(self, *, days: bool = True) -> None:
         with self._state:
+            self._days.settle_all()  # granted reads into their windows, off the request path
             batch, self._pending = self._pending, []
             self._per_account = {}
-            rollups: dict[tuple[str, int], tuple[str, int, int]] = {}
+            rollups: Rollups = {}
             if days:
-                rollups, self._days = self._days, {}
+                rollups = self._days.take()
                 self._days_at = time.monotonic()
         if not batch and not rollups:
             return
@@ -283,8 +283,7 @@ class Ledger:
                 self._pending[:0] = batch
                 for p in batch:
                     self._per_account[p[0]] = self._per_account.get(p[0], 0) + 1
-                for key, value in rollups.items():
-                    self._days.setdefault(key, value)
+                self._days.put_back(rollups)
             raise
 
     def _poll(self) -> None:
@@ -360,7 +359,7 @@ class Ledger:
             if self._stop.wait(FLUSH_SECONDS):  # gather the touches of the next few ms
                 break
             self._wake.clear()
-            if not self._pending and not self._days and self._failed is None:
+            if not self._pending and not self._days.rows and self._failed is None:
                 continue  # nothing to write: a request refreshes its view when it needs to
             try:
                 self.sync()

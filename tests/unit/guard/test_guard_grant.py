@@ -8,17 +8,19 @@ import dataclasses
 import random
 
 import pytest
+from sqlalchemy import select
 
 from rempart import clock
 from rempart.access.roles import Role
 from rempart.access.settings import PolicySettings
 from rempart.context import RequestContext
-from rempart.guard import signals
+from rempart.guard import counters, signals
 from rempart.guard.baselines import Baseline
 from rempart.guard.counters import Counts
 from rempart.guard.engine import LAG_MICROS, MARGIN, RATE_MICROS, grantable
 from rempart.guard.ledger import Ledger
 from rempart.guard.settings import MINUTE, ROLE_LIMITS, Thresholds
+from rempart.guard.tables import guard_daily
 from rempart.guard.window import AccountWindow
 from rempart.wiring import Services
 from tests.unit.access.support import new_staff
@@ -199,3 +201,47 @@ def test_a_grant_ends_with_the_minute_its_counts_were_taken_in(services: Service
     assert window.grant.until == 7 * 60 * MINUTE
     assert window.spend("s", t, "Patient/b", taken)
     assert not window.spend("s", t, "Patient/c", 7 * 60 * MINUTE)  # the next hour: recount
+
+
+def test_granted_reads_are_taken_into_the_window_in_a_batch(services: Services) -> None:
+    """A granted read is an append (`AccountWindow.unsettled`): the sorted lists and the
+    version do not move until it is settled, and every count settles first."""
+    window = AccountWindow()
+    window.add("s", "read", "Patient/a", 1_000)
+    t = services.guard.thresholds()
+    services.guard.ledger.grant(window, "s", t, window.version, 10, 1_000)
+    version = window.version
+    assert window.spend("s", t, "Patient/b", 2_000)
+    assert window.spend("s", t, "Patient/a", 3_000)  # a re-read after the minute
+    assert window.version == version  # still this grant's: nothing else moved the window
+    assert window.patients.times == [1_000]  # not in the lists yet
+    counts = window.counts("s", 4_000, 5 * MINUTE, 0)  # settles first
+    assert (counts.session_short, counts.account_short) == (2, 2)
+    assert window.patients.at == {"Patient/a": 3_000, "Patient/b": 2_000}
+    assert window.unsettled == []
+    # A read granted before a release and settled after it is not counted.
+    assert window.spend("s", t, "Patient/c", 5_000)
+    window.reset(6_000)
+    assert window.counts("s", 7_000, 5 * MINUTE, 0).account_short == 0
+
+
+def test_granted_reads_reach_today_s_baseline_row(services: Services) -> None:
+    doctor, ids = ward(services, 8)
+    clinician = new_staff(services, Role.CLINICIAN, practitioner=doctor)
+    who = clinician.principal()
+    zone = services.guard.config.zone
+    day, hour, _ = counters.local_day_and_hour(clock.now_micros(), zone)
+    for pid in ids:
+        services.records.read(who, CTX, "Patient", pid)
+    ledger = services.guard.ledger
+    with ledger.writing():
+        ledger.flush_only()  # daily rows included (`sync` writes them once a second at most)
+    hours = 1 << hour | 1 << counters.local_day_and_hour(clock.now_micros(), zone)[1]
+    with services.engine.connect() as conn:
+        row = conn.execute(
+            select(guard_daily.c.patients, guard_daily.c.hours).where(
+                guard_daily.c.account_id == clinician.id, guard_daily.c.day == day
+            )
+        ).one()
+    assert row.patients == len(ids)
+    assert row.hours & hours  # (the hour may have turned during the reads)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from rempart import clock
 from rempart.access.roles import Role
+from rempart.audit.checkpoint import WRITER_PAGES
 from rempart.config import Settings
 from rempart.context import RequestContext
 from rempart.errors import ServiceUnavailable
@@ -185,3 +186,21 @@ def test_a_concurrent_scrape_over_two_processes_gets_a_handful_at_most(
     for thread in threads:
         thread.join(60)
     assert SCRAPE <= len(served) <= SCRAPE + EXTRA
+
+
+def test_the_ledger_s_commits_are_relaxed_and_leave_checkpoints_to_the_audit_log(
+    services: Services,
+) -> None:
+    """Touches are counters, not evidence: their commits do not wait for the disk, and on
+    SQLite they leave copying the WAL back to the audit log's checkpointer (guard/factory.py)."""
+    with services.guard.counting.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+            assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == WRITER_PAGES
+        else:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "off"
+    with services.engine.connect() as conn:  # the store's own connections are not relaxed
+        if conn.dialect.name == "sqlite":
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+        else:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
