@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -168,6 +169,27 @@ def test_a_database_file_with_a_plaintext_page_is_counted(
     book = Playbook("db", "thief", None, None, scrape=False)
     steal_database(home, index, book)
     assert book.leaked() == {"p-alice", "p-bob"}
+
+
+def test_the_thief_reads_the_database_files_in_place_and_not_the_key_file(
+    index: PatientIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    conn = sqlite3.connect(home / "rempart.sqlite3")
+    conn.execute("CREATE TABLE t (v BLOB)")
+    conn.execute("INSERT INTO t VALUES (?)", (b"NIR 1800175123456",))
+    conn.commit()
+    conn.close()
+    # Beside it, what the thief does not take: the key file (here holding Alice's name in
+    # clear, so that reading it would count her).
+    (home / "keys.json").write_text("AURÉLIE DE SOUSA +33 6 39 98 66 62", encoding="utf-8")
+    before = sorted(p.name for p in home.iterdir())
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: pytest.fail("copied"))
+    book = Playbook("db", "thief", None, None, scrape=False)
+    steal_database(home, index, book)
+    assert book.leaked() == {"p-bob"}
+    assert sorted(p.name for p in home.iterdir()) == before
 
 
 def test_containment_is_judged_on_refused_canaries() -> None:

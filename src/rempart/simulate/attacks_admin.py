@@ -8,17 +8,15 @@
   every change that could open clinical data for itself (role, practitioner link, units, new
   accounts, factor and password resets, settings, exports), tries to approve its own requests,
   tries the FHIR API, then keeps the session alive polling for an approval that never comes;
-- stolen database file: a copy of the SQLite file with its WAL, taken while the server runs,
-  without the key file; every byte and every column is searched for any seeded patient's
-  identifier, phone, e-mail or name, and for any plaintext FHIR resource.
+- stolen database file: the SQLite file with its WAL and shared memory as they lie on disk at
+  the end of the traffic, without the key file; every byte and every column is searched for any
+  seeded patient's identifier, phone, e-mail or name, and for any plaintext FHIR resource.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Generator
 from pathlib import Path
 from typing import Any
@@ -237,25 +235,27 @@ def _body_for(path: str, patient: str) -> dict[str, Any]:
 
 
 def steal_database(home: Path, index: PatientIndex, pb: Playbook) -> None:
-    """Copy the live database (file, WAL, shared memory) as a thief with file access would, and
-    try to recover any patient's data without the key file."""
-    with tempfile.TemporaryDirectory(prefix="rempart-stolen-") as tmp:
-        stolen = Path(tmp)
-        for path in sorted(home.glob("*.sqlite3*")):
-            shutil.copy2(path, stolen / path.name)
-        found: set[str] = set()
-        for path in sorted(stolen.iterdir()):
-            with path.open("rb") as fh:
-                tail = b""
-                while chunk := fh.read(CHUNK):
-                    data = tail + chunk  # overlap: a value across two chunks is seen whole
-                    found |= index.in_bytes(data)
-                    found |= _plaintext_resources(data, index)
-                    tail = data[-OVERLAP:]
-        for path in sorted(stolen.glob("*.sqlite3")):
+    """Read the database files (file, WAL, shared memory) as a thief with file access would,
+    and try to recover any patient's data without the key file.
+
+    The files are read where they lie, not copied: a thief's copy holds the same bytes, and a
+    second copy of a 750,000-patient hospital (~62 GB) does not fit beside the first. The
+    traffic has stopped by now; the server only checkpoints, which moves pages from the WAL
+    into the file, so a value is seen in one or the other. SQLite reads them read-only.
+    """
+    files = sorted(p for p in home.glob("*.sqlite3*") if p.is_file())
+    found: set[str] = set()
+    for path in files:
+        with path.open("rb") as fh:
+            tail = b""
+            while chunk := fh.read(CHUNK):
+                data = tail + chunk  # overlap: a value across two chunks is seen whole
+                found |= index.in_bytes(data)
+                found |= _plaintext_resources(data, index)
+                tail = data[-OVERLAP:]
+    for path in files:
+        if path.suffix == ".sqlite3":
             found |= _text_columns(path, index)
-        if (stolen / "keys.json").exists():  # pragma: no cover - the copy never takes it
-            pb.notes.append("key file copied: the playbook is invalid")
     pb.offline_leaks = found
 
 
