@@ -2,8 +2,9 @@
 
 From `guard_daily` (one row per account and local day): the account's own 99th percentile of
 distinct patients a day over the last 30 days, its peer group's (same role, same first unit),
-and the hours of the day it has been active. Answers are cached per process for a few minutes:
-a baseline moves by days, not by requests.
+and the hours of the day each has been active (a unit whose doctors take turns on call at night
+has nights in its peer group's days, so a doctor's first night on the rota is not unusual).
+Answers are cached per process for a few minutes: a baseline moves by days, not by requests.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ HISTORY_DAYS = 30
 CACHE_SECONDS = 300.0
 PEER_MIN_DAYS = 20  # account-days a peer group needs before it means anything
 
+# A peer group's account-days: how many, their p99 of distinct patients, per hour how many.
+PeerDays = tuple[int, int, tuple[int, ...]]
+
 
 @dataclass(frozen=True)
 class Baseline:
@@ -29,6 +33,8 @@ class Baseline:
     hour_days: tuple[int, ...]  # per local hour, on how many of those days it was active
     peer_days: int
     peer_p99: int
+    # per local hour, on how many of the peer group's account-days it was active
+    peer_hour_days: tuple[int, ...] = (0,) * 24
 
 
 def p99(values: list[int]) -> int:
@@ -41,7 +47,7 @@ def p99(values: list[int]) -> int:
 class Baselines:
     def __init__(self) -> None:
         self._own: dict[tuple[str, int], tuple[float, Baseline]] = {}
-        self._groups: dict[tuple[str, int], tuple[float, tuple[int, int]]] = {}
+        self._groups: dict[tuple[str, int], tuple[float, PeerDays]] = {}
         self._peer: dict[str, str] = {}
         self._lock = threading.Lock()
 
@@ -78,13 +84,14 @@ class Baselines:
             )
         ).all()
         hour_days = tuple(sum(1 for r in rows if r.hours >> h & 1) for h in range(24))
-        peer_days, peer_p99 = self._peer_baseline(conn, peer, today)
+        peer_days, peer_p99, peer_hours = self._peer_baseline(conn, peer, today)
         found = Baseline(
             days=len(rows),
             p99=p99([int(r.patients) for r in rows]),
             hour_days=hour_days,
             peer_days=peer_days,
             peer_p99=peer_p99,
+            peer_hour_days=peer_hours,
         )
         with self._lock:
             if len(self._own) > 10_000:
@@ -92,21 +99,20 @@ class Baselines:
             self._own[key] = (time.monotonic(), found)
         return found
 
-    def _peer_baseline(self, conn: Connection, peer: str, today: int) -> tuple[int, int]:
+    def _peer_baseline(self, conn: Connection, peer: str, today: int) -> PeerDays:
         key = (peer, today)
         cached = self._groups.get(key)
         if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
             return cached[1]
         d = guard_daily.c
-        values = [
-            int(v)
-            for v in conn.execute(
-                select(d.patients).where(
-                    d.peer == peer, d.day >= today - HISTORY_DAYS, d.day < today
-                )
-            ).scalars()
-        ]
-        found = (len(values), p99(values))
+        rows = conn.execute(
+            select(d.patients, d.hours).where(
+                d.peer == peer, d.day >= today - HISTORY_DAYS, d.day < today
+            )
+        ).all()
+        masks = [int(r.hours) for r in rows]
+        hours = tuple(sum(1 for m in masks if m >> h & 1) for h in range(24))
+        found = (len(rows), p99([int(r.patients) for r in rows]), hours)
         with self._lock:
             if len(self._groups) > 1_000:
                 self._groups.clear()

@@ -209,18 +209,30 @@ def outside_care(c: Counts, t: Thresholds, who: Subject) -> list[Firing]:
 
 def off_hours(t: Thresholds, who: Subject, base: Baseline, hour: int) -> list[Firing]:
     """Activity outside working hours at an hour this account has not worked in 30 days
-    (night shifts have a history of night hours and do not fire)."""
+    (night shifts have a history of night hours and do not fire), unless its peer group works
+    that hour on a fair share of its days (a ward's doctors on call at night in turn)."""
     start, end = t(s.WORK_START), t(s.WORK_END)
     if start <= hour < end or base.days < t(s.BASELINE_DAYS) or base.hour_days[hour] > 0:
         return []
+    peers, peer_share = base.peer_days >= PEER_MIN_DAYS, 0
+    if peers:
+        peer_share = base.peer_hour_days[hour] * 100 // base.peer_days
+        if peer_share >= t(s.OFF_HOURS_PEERS):
+            return []
+    group = (
+        f"its peer group was active then on {peer_share}% of its {base.peer_days} days "
+        f"(usual from {t(s.OFF_HOURS_PEERS)}%)"
+        if peers
+        else "it has no peer group to compare with"
+    )
     return [
         Firing(
             "off-hours",
             t.response("off-hours"),
             f"account {who.username} read patient data at {hour:02d}:00 local time, outside "
             f"working hours ({start:02d}-{end:02d}) and at an hour it has not worked in its "
-            f"last {base.days} active days",
-            {"hour": hour, "days": base.days},
+            f"last {base.days} active days; {group}",
+            {"hour": hour, "days": base.days, "peer_percent": peer_share},
         )
     ]
 

@@ -3,14 +3,20 @@ with the numbers, and stays quiet for ordinary work."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from sqlalchemy import create_engine
 
 from rempart.access.settings import PolicySettings, check_value
+from rempart.access.tables import unit_membership
 from rempart.errors import InvalidResource
 from rempart.guard import signals
-from rempart.guard.baselines import Baseline, p99
+from rempart.guard.baselines import PEER_MIN_DAYS, Baseline, Baselines, p99
 from rempart.guard.counters import Counts
 from rempart.guard.settings import SIGNALS, Level, Thresholds, guard_keys
+from rempart.guard.tables import guard_daily
+from rempart.store.tables import metadata
 
 WHO = signals.Subject("acc-1", "dr.martin", "clinician", "sess-1")
 DEFAULTS = Thresholds(PolicySettings({}))
@@ -87,6 +93,51 @@ def test_off_hours_only_where_the_account_never_works() -> None:
     night_shift = history(hours=(*range(0, 7), 21, 22, 23))
     assert signals.off_hours(DEFAULTS, WHO, night_shift, hour=3) == []
     assert signals.off_hours(DEFAULTS, WHO, history(days=2, hours=()), hour=3) == []
+
+
+def test_off_hours_are_usual_where_the_peer_group_works_them() -> None:
+    # A ward whose doctors take the night in turn: 9 of its 45 account-days had 03:00 active.
+    rota = dataclasses.replace(
+        history(), peer_days=45, peer_hour_days=tuple(9 if h < 8 else 30 for h in range(24))
+    )
+    assert signals.off_hours(DEFAULTS, WHO, rota, hour=3) == []  # 20% >= 5%: a rota night
+    # A clinic whose doctors are almost never there at night: 1 of 45 (2%).
+    clinic = dataclasses.replace(rota, peer_hour_days=tuple(1 if h < 8 else 30 for h in range(24)))
+    (fired,) = signals.off_hours(DEFAULTS, WHO, clinic, hour=3)
+    assert fired.message.endswith(
+        "its peer group was active then on 2% of its 45 days (usual from 5%)"
+    )
+    assert fired.details == {"hour": 3, "days": 20, "peer_percent": 2}
+    # Too few peer days to mean anything: the account's own history decides, as before.
+    alone = dataclasses.replace(rota, peer_days=PEER_MIN_DAYS - 1)
+    (fired,) = signals.off_hours(DEFAULTS, WHO, alone, hour=3)
+    assert fired.message.endswith("it has no peer group to compare with")
+    # The share is a policy setting: at 25%, the ward's 20% no longer makes 03:00 usual.
+    strict = Thresholds(PolicySettings({"guard.off_hours_peer_percent": 25}))
+    assert [f.signal for f in signals.off_hours(strict, WHO, rota, hour=3)] == ["off-hours"]
+
+
+def test_the_peer_group_s_hours_come_from_its_daily_rows() -> None:
+    columns = ("account_id", "day", "peer", "patients", "hours")
+    engine = create_engine("sqlite://")
+    metadata.create_all(engine, tables=[guard_daily, unit_membership])
+    today = 20_000
+    night, day = 1 << 3, sum(1 << h for h in range(8, 18))
+    rows = [("own", today - 1, "clinician:icu", 10, day)]
+    rows += [(f"peer{i}", today - 1 - i, "clinician:icu", 12, day) for i in range(20)]
+    rows += [(f"peer{i}", today - 1 - i, "clinician:icu", 3, night) for i in range(20, 25)]
+    rows += [("old", today - 40, "clinician:icu", 3, night)]  # past the 30-day history
+    rows += [("other", today - 1, "clinician:er", 3, night)]  # another group
+    with engine.begin() as conn:
+        conn.execute(
+            guard_daily.insert(),
+            [dict(zip(columns, r, strict=True)) for r in rows],
+        )
+        base = Baselines().of(conn, "own", "clinician:icu", today)
+    assert base.peer_days == 26
+    assert base.peer_hour_days[3] == 5
+    assert base.peer_hour_days[9] == 21
+    assert (base.hour_days[3], base.hour_days[9]) == (0, 1)
 
 
 def test_enumeration_breadth_and_break_glass() -> None:
