@@ -3,7 +3,7 @@
 From `guard_daily` (one row per account and local day): the account's own 99th percentile of
 distinct patients a day over the last 30 days, its peer group's (same role, same first unit),
 and the hours of the day each has been active (a unit whose doctors take turns on call at night
-has nights in its peer group's days, so a doctor's first night on the rota is not unusual).
+has nights among its peer group's days, so a doctor's first night on the rota is not unusual).
 Answers are cached per process for a few minutes: a baseline moves by days, not by requests.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
@@ -22,8 +23,8 @@ HISTORY_DAYS = 30
 CACHE_SECONDS = 300.0
 PEER_MIN_DAYS = 20  # account-days a peer group needs before it means anything
 
-# A peer group's account-days: how many, their p99 of distinct patients, per hour how many.
-PeerDays = tuple[int, int, tuple[int, ...]]
+# A peer group's account-days: how many, their p99 of distinct patients, (hours mask, days).
+PeerDays = tuple[int, int, tuple[tuple[int, int], ...]]
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,12 @@ class Baseline:
     hour_days: tuple[int, ...]  # per local hour, on how many of those days it was active
     peer_days: int
     peer_p99: int
-    # per local hour, on how many of the peer group's account-days it was active
-    peer_hour_days: tuple[int, ...] = (0,) * 24
+    # the peer group's account-days by the hours they were active: (24-bit mask, days)
+    peer_hours: tuple[tuple[int, int], ...] = ()
+
+    def peer_days_within(self, hours: int) -> int:
+        """The peer group's account-days active at any hour of the mask `hours`."""
+        return sum(days for mask, days in self.peer_hours if mask & hours)
 
 
 def p99(values: list[int]) -> int:
@@ -91,7 +96,7 @@ class Baselines:
             hour_days=hour_days,
             peer_days=peer_days,
             peer_p99=peer_p99,
-            peer_hour_days=peer_hours,
+            peer_hours=peer_hours,
         )
         with self._lock:
             if len(self._own) > 10_000:
@@ -110,8 +115,7 @@ class Baselines:
                 d.peer == peer, d.day >= today - HISTORY_DAYS, d.day < today
             )
         ).all()
-        masks = [int(r.hours) for r in rows]
-        hours = tuple(sum(1 for m in masks if m >> h & 1) for h in range(24))
+        hours = tuple(sorted(Counter(int(r.hours) for r in rows).items()))
         found = (len(rows), p99([int(r.patients) for r in rows]), hours)
         with self._lock:
             if len(self._groups) > 1_000:

@@ -108,10 +108,11 @@ BASELINE_FLOOR = register("guard.baseline_floor", 20, 3, 5_000, "patients/day ne
 BASELINE_DAYS = register("guard.baseline_min_days", 7, 3, 60, "active days before a baseline")
 WORK_START = register("guard.work_start_hour", 7, 0, 23, "working hours start (local)")
 WORK_END = register("guard.work_end_hour", 20, 1, 24, "working hours end (local)")
-# Off hours are unusual for an account that never worked them *and* a peer group (role, unit)
-# that rarely does: a ward's doctors on call in turn share its nights (baselines.py).
+# Off hours are unusual for an account that never worked that hour *and* whose peer group
+# (role, unit) rarely works outside working hours: a ward's doctors on call at night in turn
+# share its nights, and on call one is woken at any hour of them (baselines.py).
 OFF_HOURS_PEERS = register(
-    "guard.off_hours_peer_percent", 5, 1, 100, "peer days active at an hour that make it usual, %"
+    "guard.off_hours_peer_percent", 5, 1, 100, "peer days with off-hours work that make it usual, %"
 )
 COOLDOWN = register("guard.alert_cooldown_minutes", 30, 1, 1_440, "one alert per episode")
 

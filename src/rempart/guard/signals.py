@@ -210,17 +210,19 @@ def outside_care(c: Counts, t: Thresholds, who: Subject) -> list[Firing]:
 def off_hours(t: Thresholds, who: Subject, base: Baseline, hour: int) -> list[Firing]:
     """Activity outside working hours at an hour this account has not worked in 30 days
     (night shifts have a history of night hours and do not fire), unless its peer group works
-    that hour on a fair share of its days (a ward's doctors on call at night in turn)."""
+    outside working hours on a fair share of its days (a ward whose doctors take the night in
+    turn: on call, one is woken at any hour of it)."""
     start, end = t(s.WORK_START), t(s.WORK_END)
     if start <= hour < end or base.days < t(s.BASELINE_DAYS) or base.hour_days[hour] > 0:
         return []
     peers, peer_share = base.peer_days >= PEER_MIN_DAYS, 0
     if peers:
-        peer_share = base.peer_hour_days[hour] * 100 // base.peer_days
+        off = sum(1 << h for h in range(24) if not start <= h < end)
+        peer_share = base.peer_days_within(off) * 100 // base.peer_days
         if peer_share >= t(s.OFF_HOURS_PEERS):
             return []
     group = (
-        f"its peer group was active then on {peer_share}% of its {base.peer_days} days "
+        f"its peer group worked outside them on {peer_share}% of its {base.peer_days} days "
         f"(usual from {t(s.OFF_HOURS_PEERS)}%)"
         if peers
         else "it has no peer group to compare with"

@@ -96,18 +96,25 @@ def test_off_hours_only_where_the_account_never_works() -> None:
 
 
 def test_off_hours_are_usual_where_the_peer_group_works_them() -> None:
-    # A ward whose doctors take the night in turn: 9 of its 45 account-days had 03:00 active.
+    day, evening, late = sum(1 << h for h in range(8, 18)), 1 << 20 | 1 << 21, 1 << 2
+    # A ward whose doctors take the night in turn: 9 of its 45 account-days had night work,
+    # in the evening mostly; its doctor's first night, at 03:00, is the ward's pattern.
     rota = dataclasses.replace(
-        history(), peer_days=45, peer_hour_days=tuple(9 if h < 8 else 30 for h in range(24))
+        history(), peer_days=45, peer_hours=((day, 36), (evening, 7), (evening | late, 2))
     )
+    assert rota.peer_days_within(1 << 3) == 0  # no peer at 03:00 itself
     assert signals.off_hours(DEFAULTS, WHO, rota, hour=3) == []  # 20% >= 5%: a rota night
-    # A clinic whose doctors are almost never there at night: 1 of 45 (2%).
-    clinic = dataclasses.replace(rota, peer_hour_days=tuple(1 if h < 8 else 30 for h in range(24)))
+    # A clinic whose doctors are almost never there out of hours: 1 of 45 days (2%).
+    clinic = dataclasses.replace(rota, peer_hours=((day, 44), (day | evening, 1)))
     (fired,) = signals.off_hours(DEFAULTS, WHO, clinic, hour=3)
     assert fired.message.endswith(
-        "its peer group was active then on 2% of its 45 days (usual from 5%)"
+        "its peer group worked outside them on 2% of its 45 days (usual from 5%)"
     )
     assert fired.details == {"hour": 3, "days": 20, "peer_percent": 2}
+    # Working hours are a setting: with the day ending at 22:00, 20:00-21:00 is no night.
+    late_day = Thresholds(PolicySettings({"guard.work_end_hour": 22}))
+    (fired,) = signals.off_hours(late_day, WHO, rota, hour=3)
+    assert fired.details["peer_percent"] == 4  # the 2 days that also worked at 02:00
     # Too few peer days to mean anything: the account's own history decides, as before.
     alone = dataclasses.replace(rota, peer_days=PEER_MIN_DAYS - 1)
     (fired,) = signals.off_hours(DEFAULTS, WHO, alone, hour=3)
@@ -129,14 +136,12 @@ def test_the_peer_group_s_hours_come_from_its_daily_rows() -> None:
     rows += [("old", today - 40, "clinician:icu", 3, night)]  # past the 30-day history
     rows += [("other", today - 1, "clinician:er", 3, night)]  # another group
     with engine.begin() as conn:
-        conn.execute(
-            guard_daily.insert(),
-            [dict(zip(columns, r, strict=True)) for r in rows],
-        )
+        conn.execute(guard_daily.insert(), [dict(zip(columns, r, strict=True)) for r in rows])
         base = Baselines().of(conn, "own", "clinician:icu", today)
     assert base.peer_days == 26
-    assert base.peer_hour_days[3] == 5
-    assert base.peer_hour_days[9] == 21
+    assert base.peer_hours == ((night, 5), (day, 21))
+    assert base.peer_days_within(1 << 3) == 5
+    assert base.peer_days_within(1 << 9 | 1 << 3) == 26
     assert (base.hour_days[3], base.hour_days[9]) == (0, 1)
 
 
