@@ -35,6 +35,7 @@ ledger's per-account queue and writes it on the request path, the guard's worst 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import secrets
 import statistics
@@ -52,6 +53,7 @@ from guard_api import measure_api
 from rempart.access.pdp import system_decision
 from rempart.access.roles import Role
 from rempart.access.tables import access_setting
+from rempart.api.app import settle_heap
 from rempart.bootstrap import initialise
 from rempart.clock import now_micros
 from rempart.config import load_settings
@@ -245,6 +247,7 @@ def main() -> int:
             services = open_services(load_settings(home, url), pool_size=4)
             try:
                 patients = build(services, args.patients)
+                settle_heap()  # as a serving process does once built (api/app.py)
                 print(f"\n{backend}, {args.patients} patients in scope, {args.rounds} reads each:")
                 print("\n".join(measure(services, patients, args.rounds)))
                 if args.api:
@@ -255,6 +258,7 @@ def main() -> int:
                     print("\n".join(measure_api(services, patients, tokens, args.rounds)))
             finally:
                 services.close()
+                gc.unfreeze()
     print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

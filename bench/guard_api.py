@@ -21,7 +21,7 @@ from typing import Any
 
 from guard_probe import Probe
 
-from rempart.api.app import create_app
+from rempart.api.app import create_app, settle_heap
 from rempart.service.records import RecordService
 from rempart.wiring import Services
 
@@ -116,6 +116,7 @@ def measure_api(
                     assert await _get(app, f"/fhir/Patient/{pid}", token) == 200
 
     asyncio.run(warm())
+    settle_heap()  # the two applications' objects too, as the server's factory does
     with probe.installed():
         results = asyncio.run(run())
     lines = [
