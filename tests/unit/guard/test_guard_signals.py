@@ -167,6 +167,8 @@ def test_decoy_is_at_least_a_suspension_and_nothing_turns_the_guard_off() -> Non
         check_value("guard.response.decoy", 1)  # below suspend
     with pytest.raises(InvalidResource):
         check_value("guard.clinician.patients_short", 1_000_000)
+    with pytest.raises(InvalidResource):
+        check_value("guard.off_hours_peer_percent", 0)  # 0% would make every night usual
     assert set(SIGNALS) >= {"decoy", "session-velocity", "denials", "off-hours", "baseline"}
 
 
