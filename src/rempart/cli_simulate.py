@@ -40,6 +40,14 @@ def simulate(
             "to keep sign-ins cheap).",
         ),
     ] = False,
+    no_keys: Annotated[
+        bool,
+        typer.Option(
+            "--no-keys",
+            help="Clinicians sign in with their TOTP code only (no security key issued): what "
+            "the guard does for a hospital that has not handed out keys.",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the scorecard as JSON on stdout.")
     ] = False,
@@ -78,6 +86,7 @@ def simulate(
             Hooks(seeded=lambda n: progress.advance(seeding, n), simulated=simulated),
             clinicians=clinicians,
             attacks=not normal_only,
+            keys=not no_keys,
         )
         progress.update(playing, completed=1000)
     render(report, err)

@@ -41,6 +41,10 @@ class Ward:
 
 @pytest.fixture
 def ward(services: Services, settings: Settings) -> Iterator[Ward]:
+    yield from build_ward(services, settings)
+
+
+def build_ward(services: Services, settings: Settings) -> Iterator[Ward]:
     doctor = practitioner(services)
     ids = []
     for _ in range(PATIENTS):

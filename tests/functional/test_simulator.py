@@ -5,8 +5,9 @@ port), two simulated days of ward rounds, admissions and patients at home, and e
 playbook among them. This test fails, naming each miss, when any issue #7 target is missed:
 0 records for administrators, patient accounts and the stolen database file; at most 25
 out-of-scope records per clinician or front-desk attacker; containment within 60 simulated
-seconds of a scrape's start (but for the slow-and-low attacker: see the test); under 1 false
-containment per 1,000 clinician-days.
+seconds of a scrape's start; under 1 false containment per 1,000 clinician-days. The
+clinicians hold security keys, as the simulator issues them by default; the second test plays a
+hospital without them.
 """
 
 from __future__ import annotations
@@ -70,14 +71,27 @@ def test_simulated_attacks_meet_the_targets() -> None:
     assert report.clinician_days >= 30
     assert report.normal_requests >= 20 * report.clinician_days
     slow = next(p for p in report.playbooks if p.name == "clinician-slow-and-low")
-    # The one target this build misses, on purpose stated here and in the issue's note: the
-    # slow-and-low attacker holds the password *and* the TOTP secret and sends one request
-    # every 4 to 14 simulated minutes, so no rule can contain it within 60 s of its first
-    # request without containing ordinary clinicians. What is pinned instead: it leaks at most
-    # the staff cap, and the refusals-per-day rule locks it within its first working hour.
+    # The clinicians hold security keys; the slow-and-low attacker holds the password and the
+    # TOTP secret only: its first refusal asks for the key, and it gets nothing more.
+    assert slow.seconds_to_containment is not None
+    assert slow.seconds_to_containment <= 60
+    assert "guard-unconfirmed" in slow.alert_kinds
+    assert report.misses() == [], "targets missed:\n" + "\n".join(report.misses())
+
+
+def test_without_security_keys_the_slow_attacker_is_locked_within_the_hour() -> None:
+    """A hospital that has not handed out keys: the one target missed, stated here and in the
+    issue's note. The attacker sends one request every 4 to 14 simulated minutes with a valid
+    TOTP code, so no rule contains it within 60 s of its first read without containing
+    ordinary clinicians; what is pinned instead is the staff cap on what leaks and the lock by
+    the refusals-per-day rule within its first working hour."""
+    report = simulate(CI_PATIENTS, seed=7, days=1, keys=False)
+    _check_shape(report)
+    slow = next(p for p in report.playbooks if p.name == "clinician-slow-and-low")
     assert slow.contained
     assert slow.seconds_to_containment is not None
-    assert slow.seconds_to_containment <= 3600
+    assert 60 < slow.seconds_to_containment <= 3600
     assert slow.records_leaked <= 25
+    assert "guard-unconfirmed" not in slow.alert_kinds
     misses = [m for m in report.misses() if not m.startswith("clinician-slow-and-low: contained")]
     assert not misses, "targets missed:\n" + "\n".join(misses)

@@ -86,6 +86,7 @@ def test_the_command_passes_the_options(monkeypatch: pytest.MonkeyPatch) -> None
             "--clinicians",
             "50",
             "--normal-only",
+            "--no-keys",
             "--json",
         ],
     )
@@ -96,6 +97,7 @@ def test_the_command_passes_the_options(monkeypatch: pytest.MonkeyPatch) -> None
         "days": 90,
         "clinicians": 50,
         "attacks": False,
+        "keys": False,
     }
     doc = json.loads(result.stdout[result.stdout.index("{") :])
     assert doc["normal_traffic"] == {
@@ -103,8 +105,15 @@ def test_the_command_passes_the_options(monkeypatch: pytest.MonkeyPatch) -> None
         "false_containments": 0,
         "false_alerts": 2,
     }
-    # The default run is unchanged: the seed's doctors, attacks played.
+    # The default run: the seed's doctors, attacks played, the clinicians' keys issued.
     seen.clear()
     assert cli.invoke(app, ["simulate", "--patients", "500"]).exit_code == 0
-    assert seen == {"patients": 500, "seed": 0, "days": 3, "clinicians": None, "attacks": True}
+    assert seen == {
+        "patients": 500,
+        "seed": 0,
+        "days": 3,
+        "clinicians": None,
+        "attacks": True,
+        "keys": True,
+    }
     assert cli.invoke(app, ["simulate", "--clinicians", "0"]).exit_code == 2

@@ -39,7 +39,10 @@ class Principal:
     patient: str | None  # "Patient/<id>"
     session_id: str | None = None
     # When this session last passed a second factor (microseconds, UTC): step-up checks use it.
+    # For a session of an account holding a security key (`keyed`), when it last presented
+    # the key: a TOTP code does not make such a session fresh.
     factor_at: int = 0
+    keyed: bool = False
 
     def may(self, permission: Permission) -> bool:
         return permission in PERMISSIONS[self.role]

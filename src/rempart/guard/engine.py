@@ -148,13 +148,16 @@ class Guard:
             held = self.held.of(session, account)
             if held is not None:
                 return Verdict(Level.SUSPEND, "contained", GuardContained(held))
-            if self.step_ups.pending(session, now, conn):
+            if self.step_ups.pending(session, account, now, conn):
                 return Verdict(Level.STEP_UP, "step-up", GuardStepUpRequired())
         firings: list[Firing] = []
         hit = self.decoys.hit(recs)
         if hit is not None:
             patient, named = hit
             firings.append(signals.decoy(t, who, patient, named.action, named.outcome))
+        refused = self.step_ups.refused_unconfirmed(recs, session, DATA_ACTIONS, conn)
+        if refused is not None:
+            firings.append(signals.unconfirmed(t, who, refused))
         touches, widest = self._touches(session, recs, now)
         if touches:
             firings.extend(self._score(who, touches, widest, t, now, conn))
@@ -323,7 +326,8 @@ class Guard:
         if level == Level.ALERT:
             return Verdict(level, top.signal, apply=apply)
         if level == Level.STEP_UP:
-            self.step_ups.asked(who.session, now)
+            held = who.account if top.signal == contain.UNCONFIRMED else None
+            self.step_ups.asked(who.session, now, held)
         elif level == Level.SUSPEND:
             self.held.hold_session(who.session, level.label)
         else:
@@ -360,6 +364,7 @@ class Guard:
         """A security officer released `account`: forget what this process held against it
         (and count from `since`, the reset; other processes read it from `guard_reset`)."""
         self._baselines.forget(account)
+        self.step_ups.released(account)
         if since is not None:
             self.ledger.released(account, since)
         self.held.release(account)

@@ -16,7 +16,8 @@ class GuardStepUpRequired(RempartError):
     def __init__(self) -> None:
         super().__init__(
             "unusual activity on this session: confirm it is you by passing your second factor "
-            "again (POST /auth/step-up), then retry; the security officer was alerted"
+            "again (POST /auth/step-up; your security key if you hold one: ask "
+            "POST /auth/step-up/options first), then retry; the security officer was alerted"
         )
 
 

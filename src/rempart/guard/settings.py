@@ -61,6 +61,9 @@ SIGNALS: dict[str, tuple[Level, Level, str]] = {
     "search-breadth": (Level.ALERT, Level.ALERT, "patients in one search page"),
     "break-glass": (Level.SUSPEND, Level.ALERT, "patients reached by break-the-glass, 24 h"),
     "no-care": (Level.STEP_UP, Level.ALERT, "share of accesses without a care relationship"),
+    # A refusal to a session signed in without the account's security key: a thief holding
+    # the password and the TOTP secret (an infostealer's haul) is asked for the key at once.
+    "unconfirmed": (Level.STEP_UP, Level.STEP_UP, "refused without the account's key"),
     "off-hours": (Level.ALERT, Level.ALERT, "activity at an hour unusual for the account"),
 }
 

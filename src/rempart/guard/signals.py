@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from rempart.audit.records import AuditRecord
 from rempart.guard import settings as s
 from rempart.guard.baselines import PEER_MIN_DAYS, Baseline
 from rempart.guard.counters import Counts
@@ -246,6 +247,25 @@ def decoy(t: Thresholds, who: Subject, patient: str, action: str, outcome: str) 
         f"account {who.username} touched decoy patient Patient/{patient} ({action}, "
         f"{outcome}): no legitimate workflow leads there",
         {"patient": f"Patient/{patient}"},
+    )
+
+
+def unconfirmed(t: Thresholds, who: Subject, refused: AuditRecord) -> Firing:
+    what = (
+        f"{refused.resource_type}/{refused.resource_id}"
+        if refused.resource_type and refused.resource_id
+        else f"Patient/{refused.patient}"
+        if refused.patient
+        else "patient data"
+    )
+    action = refused.action
+    return Firing(
+        "unconfirmed",
+        t.response("unconfirmed"),
+        f"account {who.username} signed in without its security key (a TOTP code) and was "
+        f"refused {what} ({action}): no more data to its sessions that have not presented "
+        "the key",
+        {"action": action},
     )
 
 

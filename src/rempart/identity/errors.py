@@ -45,3 +45,13 @@ class StepUpRequired(Forbidden):
 class LoginFailed(NotAuthenticated):
     def __init__(self) -> None:
         super().__init__(FAILED)
+
+
+class KeyRequired(Forbidden):
+    """A TOTP code offered where the account confirms with its security key."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this account holds a security key and confirms with it: ask POST "
+            "/auth/step-up/options, then send the key's assertion to POST /auth/step-up"
+        )

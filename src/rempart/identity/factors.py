@@ -17,7 +17,7 @@ from rempart.context import RequestContext
 from rempart.errors import Forbidden
 from rempart.identity import passkeys, recovery
 from rempart.identity.core import Core, InvalidFactor, Proof
-from rempart.identity.errors import LoginFailed, StepUpRequired
+from rempart.identity.errors import KeyRequired, LoginFailed, StepUpRequired
 from rempart.identity.passkeys import InvalidAssertion
 from rempart.identity.sessions import ENROL
 from rempart.identity.tables import session, webauthn_challenge, webauthn_credential
@@ -57,7 +57,12 @@ class FactorService:
         return options
 
     def step_up(self, who: Principal, proof: Proof, ctx: RequestContext | None = None) -> int:
-        """A fresh TOTP code or WebAuthn assertion; returns the session's new `factor_at`."""
+        """A fresh TOTP code or WebAuthn assertion; returns the session's new `factor_at`.
+        An account holding a security key confirms with the key: its TOTP secret is what an
+        infostealer carries away with the password, the key is not."""
+        if who.keyed and proof.webauthn is None:
+            self._failed(who, ctx, "step-up", "a security key is required")
+            raise KeyRequired()
         try:
             with self._engine.begin() as conn:
                 acct = self._core.account_row(conn, who.account_id)
@@ -68,7 +73,7 @@ class FactorService:
         except InvalidFactor as exc:
             self._failed(who, ctx, "step-up", str(exc))
             raise LoginFailed() from None
-        self._core.sessions.mark_factor(who.session_id or "")
+        self._core.sessions.mark_factor(who.session_id or "", key=factor == "webauthn")
         self._core.record(
             "step-up",
             "success",
@@ -188,6 +193,8 @@ class FactorService:
                 "factor-add", "failed", ctx, account_id=who.account_id, detail=str(exc)[:200]
             )
             raise LoginFailed() from None
+        # The key was just presented here; from now on this session confirms with it.
+        self._core.sessions.mark_factor(who.session_id or "", key=True, keyed=True)
         self._changed(who, "webauthn", ctx)
 
     # ---- recovery codes ----------------------------------------------------------------------

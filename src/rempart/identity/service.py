@@ -325,6 +325,7 @@ class IdentityService(SecurityOfficerActions):
                     factors=f"{challenge.first_factor}+{factor}",
                     now=now,
                     scope=scope,
+                    keyed=challenge.webauthn_challenge is not None,
                 )
         except InvalidFactor as exc:
             self._failed(ip, subject, ctx, "mfa", acct.id, str(exc))

@@ -44,6 +44,8 @@ _AUTHENTICATE = Prepared(
         session.c.last_seen,
         session.c.revoked,
         session.c.factor_at,
+        session.c.keyed,
+        session.c.key_at,
         session.c.scope,
         account.c.id,
         account.c.username,
@@ -89,7 +91,10 @@ class Sessions:
         factors: str,
         now: int,
         scope: str = FULL,
+        keyed: bool = False,
     ) -> Session:
+        """`keyed`: the account holds a security key (`factors` ending in "+webauthn": the
+        key was presented at this sign-in)."""
         token = secrets.token_urlsafe(32)
         lifetime = self._limits.absolute[role] * SECOND
         if scope == ENROL:
@@ -106,6 +111,8 @@ class Sessions:
                 revoked=False,
                 factor_at=now,
                 factors=factors[:80],
+                keyed=keyed,
+                key_at=now if factors.endswith("+webauthn") else 0,
                 scope=scope,
             )
         )
@@ -140,7 +147,8 @@ class Sessions:
             practitioner=row.practitioner,
             patient=row.patient,
             session_id=row.session_id,
-            factor_at=row.factor_at,
+            factor_at=row.key_at if row.keyed else row.factor_at,
+            keyed=row.keyed,
         )
 
     def revoke(self, token: str, reason: str) -> Revoked | None:
@@ -174,14 +182,20 @@ class Sessions:
         ).all()
         return [r.id for r in rows]
 
-    def mark_factor(self, session_id: str) -> None:
-        """Step-up: this session passed a second factor just now."""
+    def mark_factor(self, session_id: str, *, key: bool = False, keyed: bool = False) -> None:
+        """Step-up: this session passed a second factor just now (`key`: its security key;
+        `keyed`: the account holds one from now on, the key it just registered)."""
         now = self._clock()
+        values: dict[str, object] = {"factor_at": now, "last_seen": now}
+        if key:
+            values["key_at"] = now
+        if keyed:
+            values["keyed"] = True
         with self._engine.begin() as conn:
             done = conn.execute(
                 update(session)
                 .where(session.c.id == session_id, ~session.c.revoked)
-                .values(factor_at=now, last_seen=now)
+                .values(**values)
             ).rowcount
         if done != 1:
             raise NotAuthenticated(FAILED)

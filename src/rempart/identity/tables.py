@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    false,
 )
 
 from rempart.store.tables import metadata
@@ -72,6 +73,10 @@ session = Table(
     # When this session last passed a second factor: step-up checks read it.
     Column("factor_at", BigInteger, nullable=False, default=0),
     Column("factors", String(80), nullable=False, default=""),  # e.g. "password+webauthn"
+    # The account held a security key at sign-in: for this session a fresh factor is a fresh
+    # key (`key_at`: when it was last presented here, 0 if never; migration 0007).
+    Column("keyed", Boolean, nullable=False, default=False, server_default=false()),
+    Column("key_at", BigInteger, nullable=False, default=0, server_default="0"),
     # "full", or "enrol": a session opened with an enrolment code may only register a factor.
     Column("scope", String(16), nullable=False, default="full"),
     Column("revoked_at", BigInteger, nullable=True),

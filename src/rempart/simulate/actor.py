@@ -3,8 +3,9 @@
 Each actor talks to the server over TCP with httpx, from its own loopback address (127.x.y.z),
 so the server's per-address and per-network sign-in throttling sees a hospital LAN, patients at
 home and attackers elsewhere, as it would in production. An actor holds what its person holds:
-a password and a TOTP secret (staff at work, an attacker with an infostealer's haul), or only a
-bearer token (a session hijacked by real-time phishing). Every exchange is logged with the
+a password and a TOTP secret (staff at work, an attacker with an infostealer's haul), a security
+key (the clinicians: `softkey.py`, issued at the start of a run; never the attackers), or only
+a bearer token (a session hijacked by real-time phishing). Every exchange is logged with the
 simulated time, and every response is scanned for patient data (`leaks.py`).
 """
 
@@ -22,6 +23,7 @@ import pyotp
 
 from rempart import clock
 from rempart.simulate.leaks import Ledger, PatientIndex
+from rempart.simulate.softkey import SoftKey
 from rempart.simulate.world import Credentials
 
 REFUSED = frozenset({401, 403, 423, 429})
@@ -71,6 +73,8 @@ class Actor:
     index: PatientIndex
     holds_password: bool = True
     holds_totp: bool = True
+    key: SoftKey | None = None  # the account's security key, if it has one
+    holds_key: bool = True  # whether this actor has it in hand (an attacker does not)
     token: str | None = None
     # Each person's own random stream: one actor's choices do not shift another's.
     rng: random.Random = field(default_factory=random.Random)
@@ -138,8 +142,16 @@ class Actor:
         self._last_step = step
         return str(pyotp.TOTP(self.creds.totp_secret, interval=TOTP_STEP).at(step * TOTP_STEP))
 
+    def holds_totp_step(self, other: Actor) -> None:
+        """`other` (the same person, elsewhere) used a TOTP code: each is accepted once."""
+        self._last_step = max(self._last_step, other._last_step)
+
+    def _key_in_hand(self) -> SoftKey | None:
+        return self.key if self.holds_key else None
+
     def login(self) -> bool:
-        """Password, then TOTP; False if the server refuses either (or no code is usable yet)."""
+        """Password, then the security key if in hand, else TOTP; False if the server refuses
+        either (or no code is usable yet)."""
         if not self.holds_password:
             return False
         self.token = None
@@ -149,17 +161,18 @@ class Actor:
             body={"username": self.creds.username, "password": self.creds.password},
             auth=False,
         )
-        if not first.ok or not isinstance(first.doc, dict) or not self.holds_totp:
+        if not first.ok or not isinstance(first.doc, dict):
             return False
-        code = self._totp_code()
-        if code is None:
-            return False
-        second = self.call(
-            "POST",
-            "/auth/mfa",
-            body={"mfa_token": first.doc.get("mfa_token", ""), "code": code},
-            auth=False,
-        )
+        key, options = self._key_in_hand(), first.doc.get("webauthn")
+        body: dict[str, Any] = {"mfa_token": first.doc.get("mfa_token", "")}
+        if key is not None and options:
+            body["webauthn"] = key.assertion(options)
+        else:
+            code = self._totp_code() if self.holds_totp else None
+            if code is None:
+                return False
+            body["code"] = code
+        second = self.call("POST", "/auth/mfa", body=body, auth=False)
         if not second.ok or not isinstance(second.doc, dict):
             return False
         self.token = str(second.doc["access_token"])
@@ -168,7 +181,20 @@ class Actor:
         return True
 
     def step_up(self) -> bool:
-        if not self.holds_totp or self.token is None:
+        """The security key if in hand and the server offers it, else a TOTP code."""
+        if self.token is None:
+            return False
+        key = self._key_in_hand()
+        if key is not None:
+            offered = self.call("POST", "/auth/step-up/options")
+            options = offered.doc.get("webauthn") if isinstance(offered.doc, dict) else None
+            if options:
+                body = {"webauthn": key.assertion(options)}
+                reply = self.call("POST", "/auth/step-up", body=body)
+                if reply.ok:
+                    self.step_ups += 1
+                return reply.ok
+        if not self.holds_totp:
             return False
         code = self._totp_code()
         if code is None:
@@ -177,6 +203,25 @@ class Actor:
         if reply.ok:
             self.step_ups += 1
         return reply.ok
+
+    def enrol_key(self) -> SoftKey | None:
+        """Signs in with the TOTP code, registers a new security key, signs out: the key, or
+        None if the server refused (the IT desk issuing badges before the run)."""
+        if not self.login():
+            return None
+        options = self.call("POST", "/auth/factors/webauthn/options")
+        key = SoftKey()
+        done = (
+            self.call(
+                "POST",
+                "/auth/factors/webauthn",
+                body={"credential": key.register(options.doc), "label": "badge"},
+            )
+            if options.ok and isinstance(options.doc, dict)
+            else options
+        )
+        self.logout()
+        return key if done.ok else None
 
     def logout(self) -> None:
         if self.token is not None:

@@ -5,8 +5,9 @@ URLs, an earlier breach) and, for the front desk, the names and birth dates of a
 (the kind of list the Mediboard breach put on sale). A *live session* attacker holds only the
 bearer token (real-time phishing right after the victim's sign-in, so the second factor is fresh
 for its first minutes); a *credentials* attacker holds the password and the TOTP secret (an
-infostealer's haul) and signs in again whenever the session ends. None of them knows the guard's
-thresholds: their pace is what a script or a patient person would do.
+infostealer's haul), never the security key the clinician's account also holds (a device in
+the holder's pocket, `runner.issue_keys`), and signs in again whenever the session ends. None
+of them knows the guard's thresholds: their pace is what a script or a patient person would do.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ def _hijack(actor: Actor) -> bool:
     ok = actor.login()
     actor.holds_password = False
     actor.holds_totp = False
+    actor.holds_key = False
     return ok
 
 
@@ -174,9 +176,11 @@ def break_glass_scrape(sim: Sim, pb: Playbook, unit: Unit) -> Steps:
 
 def slow_scrape(sim: Sim, pb: Playbook, unit: Unit, days: int) -> Steps:
     """Credentials in hand, a few dozen patients a day in office hours, one break-the-glass a
-    day with a plausible reason, for days."""
+    day with a plausible reason, for days. The scrape starts at its first read (`begin`): the
+    sign-in before it is what the account's holder does every morning."""
     actor = pb.actor
     assert actor is not None
+    actor.holds_key = False  # an infostealer carries the password and the TOTP secret away
     rng = actor.rng
     ids = iter(_ids(sim, actor))
     cut = Cutoff(actor, unit_canary(unit))
@@ -188,7 +192,6 @@ def slow_scrape(sim: Sim, pb: Playbook, unit: Unit, days: int) -> Steps:
             if not actor.login():
                 cut.canary(actor)  # refused too: the account no longer signs in (contained)
                 return
-        pb.begin(sim.oracle)
         pb.sample(sim.oracle)
         end = clock.now_micros() + 8 * HOUR
         bg_done = False
@@ -200,6 +203,7 @@ def slow_scrape(sim: Sim, pb: Playbook, unit: Unit, days: int) -> Steps:
                 sim.idle_seconds("clinician"), sim.absolute_seconds("clinician")
             ):
                 actor.login()
+            pb.begin(sim.oracle)  # once: the first read starts the scrape
             reply = actor.call("GET", f"/fhir/Patient/{pid}")
             if reply.status == 403 and not reply.step_up and not bg_done and rng.random() < 0.3:
                 bg_done = True

@@ -31,6 +31,7 @@ from rempart.access.roles import Role
 from rempart.simulate import attacks_admin as admin
 from rempart.simulate import attacks_staff as staff
 from rempart.simulate import normal, rota
+from rempart.simulate.actor import Actor
 from rempart.simulate.engine import DAY, Scheduler, Sim, Steps, next_midnight
 from rempart.simulate.leaks import PatientIndex
 from rempart.simulate.officer import SeenAlert, about, read_alerts
@@ -61,10 +62,12 @@ def simulate(
     *,
     clinicians: int | None = None,
     attacks: bool = True,
+    keys: bool = True,
 ) -> Report:
     """`clinicians`: that many normal clinician accounts working a rota (rota.py) instead of
     the seed's one doctor per unit at work every day; `attacks=False`: normal traffic only,
-    every account of the seed working normally (the long runs that measure false alarms)."""
+    every account of the seed working normally (the long runs that measure false alarms);
+    `keys`: every clinician account gets a security key before the play (`issue_keys`)."""
     hooks = hooks or Hooks()
     started = time.monotonic()
     # The clock is restored only once the server has stopped (it must never see time go back).
@@ -95,6 +98,9 @@ def simulate(
             shifts: dict[str, list[rota.Shift]] | None = None
             if clinicians is not None:
                 workers, shifts = _staff(sim, live, workers, clinicians, days)
+            if keys:
+                cast = [w.actor for w in workers] + [p.actor for p in playbooks if p.actor]
+                issue_keys(sim, cast)
             _play(sim, days, workers, playbooks, hooks, shifts)
             officer = sim.actor("officer", world.by_role("security_officer")[0], "127.0.12.1")
             alerts, source = read_alerts(officer, live.services.engine)
@@ -212,6 +218,21 @@ def _staff(
     others = [w for w in workers if w.actor.creds.role != "clinician"]
     staff = [normal.Worker(sim.actor(c.username, c, _lan(i))) for i, c in enumerate(doctors)]
     return staff + others, rota.plan(sim, doctors, days, sim.seed)
+
+
+def issue_keys(sim: Sim, actors: list[Actor]) -> None:
+    """A security key for every clinician account, registered over HTTP by its holder at the
+    IT desk before the play (as a hospital hands out badges). The actor carries it; an
+    attacker's actor holds it only while the victim does (`holds_key`)."""
+    for actor in actors:
+        if actor.creds.role != "clinician":
+            continue
+        desk = sim.actor(f"{actor.name} (IT desk)", actor.creds, "127.0.9.1")
+        key = desk.enrol_key()
+        if key is None:
+            raise RuntimeError(f"could not register a security key for {actor.creds.username}")
+        actor.key = key
+        actor.holds_totp_step(desk)
 
 
 def _lan(i: int) -> str:

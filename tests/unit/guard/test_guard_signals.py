@@ -10,6 +10,7 @@ from sqlalchemy import create_engine
 
 from rempart.access.settings import PolicySettings, check_value
 from rempart.access.tables import unit_membership
+from rempart.audit.records import AuditRecord
 from rempart.errors import InvalidResource
 from rempart.guard import signals
 from rempart.guard.baselines import PEER_MIN_DAYS, Baseline, Baselines, p99
@@ -170,6 +171,24 @@ def test_decoy_is_at_least_a_suspension_and_nothing_turns_the_guard_off() -> Non
     with pytest.raises(InvalidResource):
         check_value("guard.off_hours_peer_percent", 0)  # 0% would make every night usual
     assert set(SIGNALS) >= {"decoy", "session-velocity", "denials", "off-hours", "baseline"}
+
+
+def test_a_refusal_without_the_key_asks_for_it_and_cannot_be_made_an_alert() -> None:
+    refused = AuditRecord(
+        action="read",
+        outcome="denied",
+        ip="127.0.0.1",
+        user_agent="t",
+        resource_type="Patient",
+        resource_id="p-9",
+    )
+    fired = signals.unconfirmed(DEFAULTS, WHO, refused)
+    assert fired.level == Level.STEP_UP
+    assert "signed in without its security key" in fired.message
+    assert "refused Patient/p-9 (read)" in fired.message
+    with pytest.raises(InvalidResource):
+        check_value("guard.response.unconfirmed", 0)  # an alert would let the thief go on
+    check_value("guard.response.unconfirmed", 3)  # a lock is allowed
 
 
 def test_p99() -> None:
