@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import pyotp
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from rempart import clock
 from rempart.access.roles import Role
 from rempart.config import Settings
-from rempart.identity.tables import session
+from rempart.identity.tables import session, webauthn_credential
 from rempart.simulate.softkey import SoftKey
 from rempart.wiring import Services
 from tests.functional.test_guard_containment import (
@@ -176,3 +177,20 @@ def test_accounts_without_a_key_keep_the_refusal_as_an_ordinary_no(ward: Ward) -
     mine = ward.client.get("/fhir/Organization", headers=headers)
     assert mine.status_code == 200
     assert ward.outsider.role == Role.CLINICIAN
+
+
+def test_a_session_whose_account_lost_its_key_confirms_with_the_code(ward: Ward) -> None:
+    _with_key(ward)
+    headers = _unconfirmed_session(ward)
+    with ward.services.engine.begin() as conn:  # the key disabled (found cloned, say)
+        conn.execute(
+            update(webauthn_credential)
+            .where(webauthn_credential.c.account_id == ward.clinician.id)
+            .values(disabled_at=clock.now_micros())
+        )
+    code = pyotp.TOTP(ward.clinician.totp_secret).now()
+    stepped = ward.client.post("/auth/step-up", headers=headers, json={"code": code})
+    assert stepped.status_code == 200, stepped.text
+    assert _latest_session(ward, ward.clinician.id).keyed is False
+    assert read(ward.client, headers, patient(ward.services)) == 403  # an ordinary "no"
+    assert read(ward.client, headers, ward.patients[0]) == 200

@@ -60,7 +60,7 @@ class FactorService:
         """A fresh TOTP code or WebAuthn assertion; returns the session's new `factor_at`.
         An account holding a security key confirms with the key: its TOTP secret is what an
         infostealer carries away with the password, the key is not."""
-        if who.keyed and proof.webauthn is None:
+        if who.keyed and proof.webauthn is None and self._holds_key(who.account_id):
             self._failed(who, ctx, "step-up", "a security key is required")
             raise KeyRequired()
         try:
@@ -73,7 +73,12 @@ class FactorService:
         except InvalidFactor as exc:
             self._failed(who, ctx, "step-up", str(exc))
             raise LoginFailed() from None
-        self._core.sessions.mark_factor(who.session_id or "", key=factor == "webauthn")
+        key = factor == "webauthn"
+        # A session whose account no longer holds a key (its last one disabled, e.g. as cloned)
+        # confirms with what it has left, and is no longer held to the key.
+        self._core.sessions.mark_factor(
+            who.session_id or "", key=key, keyed=False if who.keyed and not key else None
+        )
         self._core.record(
             "step-up",
             "success",
@@ -84,6 +89,10 @@ class FactorService:
             detail=factor,
         )
         return self._core.clock()
+
+    def _holds_key(self, account_id: str) -> bool:
+        with self._engine.connect() as conn:
+            return bool(passkeys.active_credentials(conn, account_id))
 
     def _failed(self, who: Principal, ctx: RequestContext | None, action: str, why: str) -> None:
         outcome = self._core.throttle.failed(ctx.ip if ctx else "local", subject_of(who.username))

@@ -182,15 +182,15 @@ class Sessions:
         ).all()
         return [r.id for r in rows]
 
-    def mark_factor(self, session_id: str, *, key: bool = False, keyed: bool = False) -> None:
+    def mark_factor(self, session_id: str, *, key: bool = False, keyed: bool | None = None) -> None:
         """Step-up: this session passed a second factor just now (`key`: its security key;
-        `keyed`: the account holds one from now on, the key it just registered)."""
+        `keyed`, when given: whether the account holds a key from now on)."""
         now = self._clock()
         values: dict[str, object] = {"factor_at": now, "last_seen": now}
         if key:
             values["key_at"] = now
-        if keyed:
-            values["keyed"] = True
+        if keyed is not None:
+            values["keyed"] = keyed
         with self._engine.begin() as conn:
             done = conn.execute(
                 update(session)
