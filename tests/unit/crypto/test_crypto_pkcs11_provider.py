@@ -298,3 +298,42 @@ def test_rotation_by_another_process_is_picked_up(
     run_in_other_process(softhsm_token, kek_prefix, f"p.retire_kek({old_id!r})")
     with pytest.raises(KekNotFound):
         hsm.unwrap(old_wrapped, AAD)
+
+
+class _Vanished:
+    """An object the token listed and another process destroyed before its label was read."""
+
+    def __getitem__(self, _attribute: Any) -> Any:
+        raise p11.ObjectHandleInvalid()
+
+
+class _ListingRace:
+    """The provider's session, with a destroyed object among those the listing returns."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+
+    def get_objects(self, template: Any) -> Any:
+        yield _Vanished()
+        yield from self.real.get_objects(template)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+def test_a_kek_retired_while_the_token_is_listed_is_skipped(
+    hsm: Pkcs11KeyProvider, kek_prefix: str
+) -> None:
+    """Found by the rotation-under-load test: a process listing the token while the rotation
+    command retires the old KEK read a label of a destroyed object, and failed the request."""
+    current = hsm.current_kek_id()
+    wrapped = hsm.wrap(new_data_key(), AAD)
+    login = hsm._connect()
+    real = login.session
+    login.session = _ListingRace(real)
+    try:
+        assert current in hsm._scan(login)
+        assert current in hsm.kek_ids()
+        assert len(hsm.unwrap(wrapped, AAD)) == 32
+    finally:
+        login.session = real

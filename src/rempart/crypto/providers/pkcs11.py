@@ -241,7 +241,10 @@ class Pkcs11KeyProvider:
         try:
             template = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES}
             for obj in login.session.get_objects(template):
-                label = obj[Attribute.LABEL]
+                try:
+                    label = obj[Attribute.LABEL]
+                except (p11.ObjectHandleInvalid, p11.KeyHandleInvalid):
+                    continue  # destroyed by another process while we listed: a retired KEK
                 if isinstance(label, str) and self._label_re.fullmatch(label):
                     found[label] = obj
         except p11.PKCS11Error as exc:
