@@ -121,7 +121,8 @@ def test_a_thief_signed_in_with_the_totp_code_is_asked_for_the_key_at_its_first_
     assert read(ward.client, thief, ward.patients[1]) == 403
     code = ward.client.post("/auth/step-up", headers=thief, json={"code": "123456"})
     assert code.status_code == 403
-    assert "security key" in code.text
+    assert code.json()["resourceType"] == "OperationOutcome"
+    assert "security key" in code.json()["issue"][0]["diagnostics"]
     body = {"patient": f"Patient/{stranger}", "reason": REASON}
     glass = ward.client.post("/access/break-glass", headers=thief, json=body)
     assert glass.status_code == 403
